@@ -1,0 +1,1 @@
+//! Analysis: metric windows, statistics and judges. Pure: no I/O, no clock.

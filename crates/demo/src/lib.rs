@@ -1,0 +1,1 @@
+//! The demo service and the bounded load generator used by `sluice demo`.

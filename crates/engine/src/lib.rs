@@ -1,0 +1,1 @@
+//! The rollout engine: a pure phase machine, (state, observations, now) -> (state, actions).

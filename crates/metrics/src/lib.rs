@@ -1,0 +1,1 @@
+//! Metric sources that observe revisions; the built-in proxies' admin listeners.

@@ -1,0 +1,1 @@
+//! Platforms that run revisions; the local-process platform of the embedded default.

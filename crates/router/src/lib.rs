@@ -1,0 +1,1 @@
+//! Routers that steer traffic between revisions; the built-in proxy's router.

@@ -1,0 +1,1 @@
+//! Service specs: types, YAML parsing, validation with field paths, JSON Schema, revision checksums.

@@ -1,0 +1,1 @@
+//! The SQLite store: specs, rollout state, events, process records, with versioned migrations.
