@@ -1,0 +1,1 @@
+//! Statistics for the judges: histograms and quantiles, e-processes, Mann–Whitney, anytime-valid bounds.
