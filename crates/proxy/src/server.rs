@@ -1,0 +1,108 @@
+//! Accepting and serving HTTP connections on one listener, and draining them when it stops.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How long in-flight requests get to finish once a listener stops.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves connections until `stop` resolves, then stops accepting, lets in-flight requests finish
+/// for up to [`DRAIN_TIMEOUT`] (idle keep-alive connections close at once) and aborts the rest.
+pub(crate) async fn serve<S, B>(
+    listener: TcpListener,
+    mut service_for: impl FnMut(SocketAddr) -> S,
+    stop: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let local = listener.local_addr().ok();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The timer enables hyper's header read timeout, which closes connections that never send a request.
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Small request/response exchanges must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service_for(peer))
+                        .into_owned();
+                    connections.spawn(serve_connection(connection, draining.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(listener = ?local, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drain.send_replace(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = ?local,
+            connections = connections.len(),
+            "requests still in flight after the drain timeout; closing their connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Resolves once the flag is raised or its sender is gone; both mean stop.
+pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here rather than hold it in a task.
+    let _ = flag.wait_for(|raised| *raised).await;
+}
+
+async fn serve_connection<C>(connection: C, mut draining: watch::Receiver<bool>)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => log_connection_end(result),
+        () = signalled(&mut draining) => {
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await);
+        }
+    }
+}
+
+fn log_connection_end<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+}
