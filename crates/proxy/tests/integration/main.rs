@@ -1,0 +1,9 @@
+//! End-to-end tests: a proxy started in-process, real backends and clients on loopback sockets.
+
+mod common;
+mod forwarding;
+mod metrics;
+mod split;
+mod state_file;
+mod swaps;
+mod versions;
