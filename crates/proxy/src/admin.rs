@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -66,10 +66,16 @@ async fn put_routes(admin: &Admin, request: Request<Incoming>) -> Response<Full<
         .await
     {
         Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => {
+            return error_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a route table is at most {MAX_TABLE_BYTES} bytes"),
+            );
+        }
         Err(error) => {
             return error_json(
                 StatusCode::BAD_REQUEST,
-                format!("cannot read the route table (at most {MAX_TABLE_BYTES} bytes): {error}"),
+                format!("cannot read the route table: {error}"),
             );
         }
     };

@@ -187,12 +187,13 @@ fn bad_gateway(
         let _ = write!(body, ": {current}");
         cause = current.source();
     }
-    tracing::warn!(revision = backend.revision(), instance = %instance.addr, "{body}");
+    // Debug, not warn: a down instance fails every request sent to it, and the 5xx count already says so.
+    tracing::debug!(revision = backend.revision(), instance = %instance.addr, "{body}");
     message(StatusCode::BAD_GATEWAY, body)
 }
 
 /// A plain-text response written by the proxy itself.
-pub(crate) fn message(status: StatusCode, text: String) -> Response<ProxyBody> {
+fn message(status: StatusCode, text: String) -> Response<ProxyBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
     *response.status_mut() = status;
     response.headers_mut().insert(

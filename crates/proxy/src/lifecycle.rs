@@ -31,7 +31,8 @@ pub struct ProxyConfig {
     pub initial: Option<RouteTable>,
 }
 
-/// A started proxy. Dropping it stops the proxy without waiting for the drain.
+/// A started proxy. Dropping it stops the proxy without draining in-flight requests; call
+/// [`ProxyHandle::shutdown`] to drain.
 pub struct ProxyHandle {
     admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,

@@ -1,5 +1,6 @@
 //! End-to-end tests: a proxy started in-process, real backends and clients on loopback sockets.
 
+mod admin;
 mod common;
 mod forwarding;
 mod metrics;
