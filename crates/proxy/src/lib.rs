@@ -80,6 +80,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod admin;
 mod balancer;
 mod control;
