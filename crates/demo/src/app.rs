@@ -1,4 +1,5 @@
-//! The demo service: `hello from <revision>`, with configurable latency and an exactly-spread error rate.
+//! The demo service: `hello from <revision>`, with configurable latency and an exactly-spread error
+//! rate.
 
 mod config;
 mod duration_arg;

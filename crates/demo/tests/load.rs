@@ -1,4 +1,5 @@
-//! The load generator against real loopback targets: the demo app, a scripted server, and nothing at all.
+//! The load generator against real loopback targets: the demo app, a scripted server, and nothing
+//! at all.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -192,7 +193,8 @@ async fn unanswered_requests_time_out_as_transport_errors() {
     let (snapshot, took) = run(config).await;
     assert_eq!(only_revision(&snapshot).transport_errors, 3);
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    // A graceful shutdown would wait out the 30 s latency; dropping the handle stops the app without waiting.
+    // A graceful shutdown would wait out the 30 s latency; dropping the handle stops the app
+    // without waiting.
     drop(app);
 }
 

@@ -15,7 +15,8 @@ pub struct AppConfig {
     /// Revision name, echoed in every response's `x-revision` header and in the greeting.
     #[arg(long)]
     pub revision: String,
-    /// Fraction of requests (other than `/healthz`) answered with 500, from 0.0 to 1.0, spread evenly.
+    /// Fraction of requests (other than `/healthz`) answered with 500, from 0.0 to 1.0, spread
+    /// evenly.
     #[arg(long, default_value_t = 0.0, value_parser = parse_error_rate)]
     pub error_rate: f64,
     /// Latency added to every request except `/healthz`, e.g. `5ms`.
@@ -42,7 +43,7 @@ pub enum InvalidAppConfig {
     ErrorRate(#[from] InvalidErrorRate),
     /// The revision name cannot travel in the `x-revision` header.
     #[error(
-        "revision {revision:?} must be non-empty visible ASCII, as it is sent in the x-revision header"
+        "revision {revision:?} must be non-empty visible ASCII to fit in the x-revision header"
     )]
     Revision {
         /// The rejected name.
@@ -50,16 +51,27 @@ pub enum InvalidAppConfig {
     },
 }
 
+/// Why clap rejected `--error-rate`.
+#[derive(Debug, thiserror::Error)]
+enum ErrorRateArgError {
+    #[error("{text:?} is not a number")]
+    NotANumber { text: String },
+    #[error(transparent)]
+    OutOfRange(#[from] InvalidErrorRate),
+}
+
 /// Lets clap reject a bad `--error-rate` with the same message a programmatic caller gets.
-fn parse_error_rate(text: &str) -> Result<f64, String> {
+fn parse_error_rate(text: &str) -> Result<f64, ErrorRateArgError> {
     let rate: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
+        .map_err(|_| ErrorRateArgError::NotANumber {
+            text: text.to_owned(),
+        })?;
     if (0.0..=1.0).contains(&rate) {
         Ok(rate)
     } else {
-        Err(InvalidErrorRate { rate }.to_string())
+        Err(InvalidErrorRate { rate }.into())
     }
 }
 

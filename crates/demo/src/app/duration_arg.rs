@@ -1,4 +1,5 @@
-//! Durations as people type them on a command line (`5ms`, `1.5s`), without pulling in a crate for it.
+//! Durations as people type them on a command line (`5ms`, `1.5s`), without pulling in a crate for
+//! it.
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ pub enum ParseDurationError {
         /// The text as given.
         text: String,
     },
-    /// The part before the unit is not a non-negative number, or the result does not fit a `Duration`.
+    /// The part before the unit is not a non-negative number, or the result does not fit a
+    /// `Duration`.
     #[error("duration {text:?} is not a non-negative number followed by a unit")]
     InvalidNumber {
         /// The text as given.
@@ -47,7 +49,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
     let invalid = || ParseDurationError::InvalidNumber {
         text: text.to_owned(),
     };
-    // Whole numbers stay in integers so `5ms` is exactly five milliseconds, not a float's neighbour of it.
+    // Whole numbers stay in integers so `5ms` is exactly five milliseconds, not a float's neighbour
+    // of it.
     if let Ok(whole) = number.parse::<u64>() {
         return whole
             .checked_mul(nanos_per_unit)

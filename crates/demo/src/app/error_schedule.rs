@@ -1,5 +1,5 @@
-//! Which requests fail: an exact, evenly spread fraction rather than a coin flip, so a demo run (and its
-//! rollback decision) is reproducible.
+//! Which requests fail: an exact, evenly spread fraction rather than a coin flip, so a demo run
+//! (and its rollback decision) is reproducible.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,8 +30,8 @@ impl ErrorSchedule {
         })
     }
 
-    /// Counts one more request and returns its 1-based number and whether it must fail: request `n` fails
-    /// iff `floor(n * rate) > floor((n - 1) * rate)`.
+    /// Counts one more request and returns its 1-based number and whether it must fail: request `n`
+    /// fails iff `floor(n * rate) > floor((n - 1) * rate)`.
     pub(crate) fn next_request(&self) -> (u64, bool) {
         let previous = self.requests_seen.fetch_add(1, Ordering::Relaxed);
         let number = previous.saturating_add(1);
@@ -60,7 +60,8 @@ mod tests {
 
     #[test]
     fn exact_where_floating_point_would_drift() {
-        // In f64, 100 * 0.29 is 28.999999999999996, which would move the 29th failure past request 100.
+        // In f64, 100 * 0.29 is 28.999999999999996, which would move the 29th failure past request
+        // 100.
         let failing = failing_numbers(0.29, 100);
         assert_eq!(failing.len(), 29);
         assert_eq!(failing.last(), Some(&100));

@@ -1,5 +1,5 @@
-//! How long a request waits before it is answered: a fixed latency plus a reproducible spread, so latency
-//! percentiles look realistic without making demo runs differ from one another.
+//! How long a request waits before it is answered: a fixed latency plus a reproducible spread, so
+//! latency percentiles look realistic without making demo runs differ from one another.
 
 use std::time::Duration;
 
@@ -11,8 +11,9 @@ pub(crate) struct LatencyPlan {
 }
 
 impl LatencyPlan {
-    /// The delay for request number `request`: `base` plus a pseudo-random share of `jitter` that depends on
-    /// the request number alone. The spread only ever adds, so no request is faster than `base`.
+    /// The delay for request number `request`: `base` plus a pseudo-random share of `jitter` that
+    /// depends on the request number alone. The spread only ever adds, so no request is faster than
+    /// `base`.
     pub(crate) fn delay_for(&self, request: u64) -> Duration {
         if self.jitter.is_zero() {
             return self.base;
@@ -22,8 +23,8 @@ impl LatencyPlan {
     }
 }
 
-/// A well-mixed hash of the request number (SplitMix64's finaliser); consecutive inputs give unrelated
-/// outputs, which is all a jitter needs.
+/// A well-mixed hash of the request number (SplitMix64's finaliser); consecutive inputs give
+/// unrelated outputs, which is all a jitter needs.
 fn splitmix64(input: u64) -> u64 {
     let mut z = input.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -33,19 +33,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const REVISION_HEADER: &str = "x-revision";
 const HEALTH_PATH: &str = "/healthz";
 
-/// Serves the demo app on `config.listen` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves the demo app on `config.listen` until `shutdown` resolves, then lets in-flight requests
+/// finish.
 ///
-/// Every response carries `x-revision: <revision>`. `GET /healthz` answers 200 `ok` at once and never
-/// fails. Any other path answers, after the configured latency, 200 `hello from <revision>`, except that
-/// exactly a fraction `error_rate` of those requests get a 500: request `n` (counted from 1) fails iff
-/// `floor(n * rate) > floor((n - 1) * rate)`, so 5% is exactly every twentieth request.
+/// Every response carries `x-revision: <revision>`. `GET /healthz` answers 200 `ok` at once and
+/// never fails. Any other path answers, after the configured latency, 200 `hello from <revision>`,
+/// except that exactly a fraction `error_rate` of those requests get a 500: request `n` (counted
+/// from 1) fails iff `floor(n * rate) > floor((n - 1) * rate)`, so 5% is exactly every twentieth
+/// request.
 pub async fn serve(config: AppConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let behaviour = Behaviour::new(&config).map_err(invalid_input)?;
     let listener = bind(&config).await?;
     serve_on(listener, behaviour, shutdown).await
 }
 
-/// Starts the demo app in the background, for tests and in-process demos; `config.listen` may use port 0.
+/// Starts the demo app in the background, for tests and in-process demos; `config.listen` may use
+/// port 0.
 pub async fn start(config: AppConfig) -> io::Result<AppHandle> {
     let behaviour = Behaviour::new(&config).map_err(invalid_input)?;
     let listener = bind(&config).await?;
@@ -72,7 +75,8 @@ impl AppHandle {
         self.addr
     }
 
-    /// Stops accepting connections and waits for in-flight requests (bounded by latency plus a grace period).
+    /// Stops accepting connections and waits for in-flight requests (bounded by latency plus a
+    /// grace period).
     pub async fn shutdown(self) -> io::Result<()> {
         let Self { stop, server, .. } = self;
         drop(stop);
@@ -101,12 +105,14 @@ struct Behaviour {
 impl Behaviour {
     fn new(config: &AppConfig) -> Result<Self, InvalidAppConfig> {
         let errors = ErrorSchedule::new(config.error_rate)?;
-        let revision = HeaderValue::from_str(&config.revision)
-            .ok()
-            .filter(|_| !config.revision.is_empty())
-            .ok_or_else(|| InvalidAppConfig::Revision {
-                revision: config.revision.clone(),
-            })?;
+        let revision = match HeaderValue::from_str(&config.revision) {
+            Ok(value) if !config.revision.is_empty() => value,
+            _ => {
+                return Err(InvalidAppConfig::Revision {
+                    revision: config.revision.clone(),
+                });
+            }
+        };
         Ok(Self {
             revision,
             greeting: Bytes::from(format!("hello from {}\n", config.revision)),
@@ -191,7 +197,8 @@ async fn serve_on(
     let drain_deadline = behaviour.drain_deadline();
     let behaviour = Arc::new(behaviour);
     let graceful = GracefulShutdown::new();
-    // Owning the connection tasks means dropping the set aborts any that outlive the drain deadline.
+    // Owning the connection tasks means dropping the set aborts any that outlive the drain
+    // deadline.
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -204,7 +211,8 @@ async fn serve_on(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, Arc::clone(&behaviour), &graceful));
+                    let behaviour = Arc::clone(&behaviour);
+                    connections.spawn(serve_connection(stream, peer, behaviour, &graceful));
                 }
                 Err(error) => {
                     warn!(%error, "demo app cannot accept a connection");
@@ -232,7 +240,8 @@ fn serve_connection(
     behaviour: Arc<Behaviour>,
     graceful: &GracefulShutdown,
 ) -> impl Future<Output = ()> + use<> {
-    // Replies are tiny; without NODELAY, Nagle and delayed ACKs would add tens of milliseconds of latency.
+    // Replies are tiny; without NODELAY, Nagle and delayed ACKs would add tens of milliseconds of
+    // latency.
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, %peer, "cannot disable Nagle's algorithm");
     }

@@ -1,4 +1,5 @@
-//! What a load run sends, how fast, and for how long; checked up front so a run never fails half-way.
+//! What a load run sends, how fast, and for how long; checked up front so a run never fails
+//! half-way.
 
 use std::net::SocketAddr;
 use std::time::Duration;

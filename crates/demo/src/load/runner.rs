@@ -1,10 +1,11 @@
-//! Running a load: pacing the schedule, enforcing the bounds, sending requests and recording answers.
+//! Running a load: pacing the schedule, enforcing the bounds, sending requests and recording
+//! answers.
 //!
-//! Pacing uses `tokio::time::interval` with [`MissedTickBehavior::Burst`]: when the generator falls behind
-//! (a busy runtime, a stalled thread), it catches up on the missed ticks instead of quietly sending fewer
-//! requests, so the offered load stays what was asked for. A catch-up burst is still capped by
-//! `max_in_flight`, and latencies are measured from each request's *scheduled* time, so the stall shows up
-//! in the figures rather than being hidden by them.
+//! Pacing uses `tokio::time::interval` with [`MissedTickBehavior::Burst`]: when the generator falls
+//! behind (a busy runtime, a stalled thread), it catches up on the missed ticks instead of quietly
+//! sending fewer requests, so the offered load stays what was asked for. A catch-up burst is still
+//! capped by `max_in_flight`, and latencies are measured from each request's *scheduled* time, so
+//! the stall shows up in the figures rather than being hidden by them.
 
 use std::future::pending;
 use std::sync::Arc;
@@ -31,10 +32,10 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// Starts an open-loop load in the background and returns at once.
 ///
 /// Requests are scheduled at `config.rate` per second until `config.duration` has passed,
-/// `config.max_requests` have been scheduled, or [`LoadHandle::stop`] is called. A scheduled request is
-/// dropped (and counted) when `config.max_in_flight` are already outstanding. Requests in flight when
-/// scheduling ends still complete, each within `config.timeout`, so a run lasts at most
-/// `duration + timeout`.
+/// `config.max_requests` have been scheduled, or [`LoadHandle::stop`] is called. A scheduled
+/// request is dropped (and counted) when `config.max_in_flight` are already outstanding. Requests
+/// in flight when scheduling ends still complete, each within `config.timeout`, so a run lasts at
+/// most `duration + timeout`.
 ///
 /// # Panics
 ///
@@ -74,7 +75,8 @@ impl LoadHandle {
     /// Waits for the run to end, in-flight requests included, and returns the final figures.
     pub async fn finish(mut self) -> LoadSnapshot {
         if let Err(join_error) = (&mut self.driver).await {
-            // A cancelled driver means the runtime is shutting down; the figures so far are still true.
+            // A cancelled driver means the runtime is shutting down; the figures so far are still
+            // true.
             propagate_panic(join_error);
         }
         self.stats.snapshot()
@@ -88,7 +90,8 @@ async fn drive(
     mut stop_requested: watch::Receiver<bool>,
 ) {
     let client = http_client(&plan);
-    // A duration too long to add to an instant is a run without a deadline; the other bounds still hold.
+    // A duration too long to add to an instant is a run without a deadline; the other bounds still
+    // hold.
     let deadline = started.checked_add(plan.duration);
     let mut deadline_reached = std::pin::pin!(until(deadline));
     let mut ticker = interval_at(started, plan.period);
@@ -118,7 +121,11 @@ async fn drive(
                 match Arc::clone(&free_slots).try_acquire_owned() {
                     Ok(slot) => {
                         stats.record_sent();
-                        let exchange = Exchange { request: template.clone(), scheduled_at, timeout: plan.timeout };
+                        let exchange = Exchange {
+                            request: template.clone(),
+                            scheduled_at,
+                            timeout: plan.timeout,
+                        };
                         in_flight.spawn(exchange.run(client.clone(), Arc::clone(&stats), slot));
                     }
                     Err(_) => stats.record_dropped(),
@@ -148,7 +155,8 @@ fn propagate_panic(join_error: JoinError) {
     }
 }
 
-/// A keep-alive connection pool sized for the in-flight bound, so connections are reused, not churned.
+/// A keep-alive connection pool sized for the in-flight bound, so connections are reused, not
+/// churned.
 fn http_client(plan: &LoadPlan) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Requests are small; Nagle's algorithm would add delay that is not the target's.
@@ -205,8 +213,8 @@ enum SendError {
     Body(#[from] hyper::Error),
 }
 
-/// Sends one request and reads the whole response, discarding the body: a request counts as answered
-/// only once its body has arrived, and reading it lets the connection be reused.
+/// Sends one request and reads the whole response, discarding the body: a request counts as
+/// answered only once its body has arrived, and reading it lets the connection be reused.
 async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Result<Answer, SendError> {
     let response = client.request(request).await?;
     let status = response.status();

@@ -1,8 +1,10 @@
-//! Live statistics of a load run: cheap to update on every response, cheap to read while the run goes on.
+//! Live statistics of a load run: cheap to update on every response, cheap to read while the run
+//! goes on.
 //!
-//! Figures are cumulative from the start of the run. A display that wants "the last few seconds" keeps
-//! earlier [`LoadSnapshot`]s and diffs them with [`LoadSnapshot::since`] (or [`LoadStats::window`]); the
-//! latency histograms are diffed too, so a window's p99 covers only the requests answered in it.
+//! Figures are cumulative from the start of the run. A display that wants "the last few seconds"
+//! keeps earlier [`LoadSnapshot`]s and diffs them with [`LoadSnapshot::since`] (or
+//! [`LoadStats::window`]); the latency histograms are diffed too, so a window's p99 covers only the
+//! requests answered in it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +15,13 @@ use hdrhistogram::Histogram;
 use http::StatusCode;
 use tokio::time::Instant;
 
-/// The key for responses without an `x-revision` header, and for transport errors (which have no response).
+/// The key for responses without an `x-revision` header, and for transport errors (which have no
+/// response).
 pub(crate) const UNKNOWN_REVISION: &str = "?";
 /// The key that absorbs revisions beyond [`MAX_TRACKED_REVISIONS`].
 const OTHER_REVISIONS: &str = "(other)";
-/// A target that made up a new `x-revision` per response must not grow the statistics without bound.
+/// A target that made up a new `x-revision` per response must not grow the statistics without
+/// bound.
 const MAX_TRACKED_REVISIONS: usize = 64;
 /// Three significant figures: latencies to within 0.1%.
 const SIGNIFICANT_FIGURES: u8 = 3;
@@ -46,7 +50,8 @@ pub struct RevisionLoad {
     pub server_errors: u64,
     /// Requests that got no response: refused connections, resets, timeouts.
     pub transport_errors: u64,
-    /// Median latency of the responses, from the moment each request was scheduled; zero without responses.
+    /// Median latency of the responses, from the moment each request was scheduled; zero without
+    /// responses.
     pub p50: Duration,
     /// 99th-percentile latency of the responses; zero without responses.
     pub p99: Duration,
@@ -112,11 +117,12 @@ impl LoadStats {
         }
     }
 
-    /// The figures so far. Safe to call at any rate while the run goes on; it holds the lock only to copy.
+    /// The figures so far. Safe to call at any rate while the run goes on; it holds the lock only
+    /// to copy.
     pub fn snapshot(&self) -> LoadSnapshot {
         let elapsed = self.started.elapsed();
-        // Tallies before counters: a request is counted as sent before it can complete, so reading in this
-        // order never shows more completed requests than sent ones.
+        // Tallies before counters: a request is counted as sent before it can complete, so reading
+        // in this order never shows more completed requests than sent ones.
         let tallies = self.lock_tallies().clone();
         let sent = self.sent.load(Ordering::Acquire);
         let dropped = self.dropped.load(Ordering::Acquire);
@@ -163,15 +169,16 @@ impl LoadStats {
     }
 
     fn lock_tallies(&self) -> std::sync::MutexGuard<'_, Tallies> {
-        // Tallies are plain counters, consistent after every single update, so a panic elsewhere while
-        // the lock was held leaves nothing half-written worth refusing to read.
+        // Tallies are plain counters, consistent after every single update, so a panic elsewhere
+        // while the lock was held leaves nothing half-written worth refusing to read.
         self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl LoadSnapshot {
-    /// The figures between `earlier` and this snapshot. `earlier` must come from the same run; if it does
-    /// not, counts saturate at zero and latencies cover this snapshot alone rather than mislead.
+    /// The figures between `earlier` and this snapshot. `earlier` must come from the same run; if
+    /// it does not, counts saturate at zero and latencies cover this snapshot alone rather than
+    /// mislead.
     pub fn since(&self, earlier: &LoadSnapshot) -> LoadWindow {
         let tallies = self.tallies.minus(&earlier.tallies);
         LoadWindow {
@@ -283,8 +290,8 @@ impl Tally {
     fn minus(&self, earlier: &Tally) -> Tally {
         let mut latency = self.latency.clone();
         if latency.subtract(&earlier.latency).is_err() {
-            // Only possible when `earlier` is not an earlier state of this tally; a failed subtraction
-            // may leave partial results, so start over from the later state.
+            // Only possible when `earlier` is not an earlier state of this tally; a failed
+            // subtraction may leave partial results, so start over from the later state.
             latency = self.latency.clone();
         }
         Tally {
