@@ -1,1 +1,51 @@
-//! Routers that steer traffic between revisions; the built-in proxy's router.
+//! Routers steer a service's traffic between its revisions. The engine decides weights; a router makes a data
+//! plane carry them out. The embedded default is [`BuiltinRouter`], which pushes versioned route tables to
+//! Sluice's own proxy process; Envoy (xDS), nginx and HAProxy routers will implement the same trait.
+
+mod builtin;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+pub use builtin::BuiltinRouter;
+use thiserror::Error;
+
+/// One revision's place in a service's routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionRoute {
+    /// The revision's name.
+    pub revision: String,
+    /// Its share of new requests, in percent.
+    pub weight: u8,
+    /// Where its instances listen.
+    pub instances: Vec<SocketAddr>,
+}
+
+/// How one service's traffic is to be split. Revisions with weight 0 stay routable for in-flight requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRouting {
+    /// The service's name.
+    pub service: String,
+    /// Where users send its traffic.
+    pub listen: SocketAddr,
+    /// Its revisions and their weights.
+    pub revisions: Vec<RevisionRoute>,
+}
+
+/// Why a router could not carry out a routing.
+#[derive(Debug, Error)]
+pub enum RouterError {
+    /// The data plane could not be reached.
+    #[error("router: cannot reach the proxy at {addr}: {source}")]
+    Unreachable { addr: SocketAddr, source: reqwest::Error },
+    /// The data plane refused the routing.
+    #[error("router: the proxy at {addr} refused the route table ({status}): {message}")]
+    Refused { addr: SocketAddr, status: u16, message: String },
+}
+
+/// A data plane that can be told how to split traffic. Implementations must be idempotent: applying the same
+/// routing twice changes nothing.
+pub trait Router: Send + Sync + 'static {
+    /// Makes the data plane split `routing.service`'s traffic as described, leaving other services alone.
+    fn apply(&self, routing: &ServiceRouting) -> impl Future<Output = Result<(), RouterError>> + Send;
+}

@@ -1,0 +1,55 @@
+//! The part of a spec that governs how a rollout proceeds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_spec::{MetricCheck, OnFailure, ServiceSpec};
+
+/// How a rollout proceeds: its steps, pacing, checks and what to do on failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Candidate weights in percent, one per passing interval.
+    pub steps: Vec<u8>,
+    /// Time spent on each step before it is judged.
+    pub interval: Duration,
+    /// How long the candidate has to become ready.
+    pub progress_deadline: Duration,
+    /// Failed checks (cumulative) before the rollout fails.
+    pub threshold: u32,
+    /// The checks each interval is judged by.
+    pub metrics: Vec<MetricCheck>,
+    /// Roll back, or hold for a human, when the rollout fails its analysis.
+    pub on_failure: OnFailure,
+    /// How long any hold lasts before its timeout action is taken.
+    pub hold_timeout: Duration,
+    /// How long the previous stable revision keeps serving in-flight requests after a promotion.
+    pub drain: Duration,
+}
+
+impl Plan {
+    /// Grace given to a retired revision to finish in-flight requests before it is stopped.
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+    /// The plan a spec describes.
+    pub fn from_spec(spec: &ServiceSpec) -> Self {
+        let body = &spec.spec;
+        // Validation guarantees a canary strategy, the only one so far.
+        let canary = body.strategy.canary();
+        Plan {
+            steps: canary.map(|c| c.steps()).unwrap_or_default(),
+            interval: canary.map_or(std::time::Duration::from_secs(60), |c| c.interval.0),
+            progress_deadline: body.progress_deadline.0,
+            threshold: body.analysis.threshold,
+            metrics: body.analysis.metrics.clone(),
+            on_failure: body.analysis.on_failure,
+            hold_timeout: body.analysis.hold_timeout.0,
+            drain: Self::DEFAULT_DRAIN,
+        }
+    }
+
+    /// The last weight before promotion.
+    pub fn max_weight(&self) -> u8 {
+        self.steps.last().copied().unwrap_or(0)
+    }
+}

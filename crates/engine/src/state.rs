@@ -1,0 +1,150 @@
+//! The persisted state of a service's rollout.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sluice_analysis::CheckOutcome;
+use sluice_spec::RevisionRef;
+
+use crate::Plan;
+
+/// Where a rollout stands. Exactly one at a time, persisted after every decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Nothing applied yet.
+    Pending,
+    /// The first revision of the service is starting; it becomes stable without analysis.
+    Initializing,
+    /// The first revision never became ready; the next applied revision starts over.
+    Failed,
+    /// The candidate is starting beside the stable revision, with no user traffic.
+    Deploying,
+    /// The candidate serves a growing share of users while each step is judged.
+    Progressing,
+    /// All traffic is being routed to the candidate, which becomes stable.
+    Promoting,
+    /// The new stable revision serves everything; the previous one drains before it stops.
+    Finalising,
+    /// The last rollout was promoted; one revision serves all traffic.
+    Succeeded,
+    /// All traffic is being routed back to the stable revision.
+    RollingBack,
+    /// All traffic is on the stable revision; the failed candidate is left running for inspection.
+    RolledBack,
+}
+
+impl Phase {
+    /// True while a rollout is under way (a candidate exists and is neither promoted nor rolled back).
+    pub fn is_active(self) -> bool {
+        matches!(self, Phase::Deploying | Phase::Progressing | Phase::Promoting | Phase::RollingBack)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why a rollout is held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HoldReason {
+    /// An operator paused it.
+    Operator,
+    /// The analysis failed and `onFailure: hold` asked for a human.
+    FailedAnalysis { summary: String },
+}
+
+/// What happens when a hold reaches its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TimeoutAction {
+    /// Roll the candidate back.
+    Rollback,
+}
+
+/// A pause of the rollout. Every hold ends: at `until` its action is taken and an alert raised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    /// Why it is held.
+    pub reason: HoldReason,
+    /// When the hold began.
+    pub since: Timestamp,
+    /// When the hold times out.
+    pub until: Timestamp,
+    /// What happens then.
+    pub on_timeout: TimeoutAction,
+}
+
+/// The state of one service's rollout: everything the engine needs to continue after a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The service's name.
+    pub service: String,
+    /// The current phase.
+    pub phase: Phase,
+    /// The revision serving users, once there is one.
+    pub stable: Option<RevisionRef>,
+    /// The revision being released (or the rolled-back one, left running for inspection).
+    pub candidate: Option<RevisionRef>,
+    /// A previous stable revision draining after a promotion.
+    pub retired: Option<RevisionRef>,
+    /// The plan of the current rollout.
+    pub plan: Option<Plan>,
+    /// The candidate's share of traffic, in percent.
+    pub weight: u8,
+    /// Index of the current step in `plan.steps` while progressing.
+    pub step: usize,
+    /// Failed checks counted in this rollout (cumulative, as in Flagger).
+    pub failed_checks: u32,
+    /// When the current phase began.
+    pub phase_since: Timestamp,
+    /// Start of the analysis window being collected; the controller reports traffic since then.
+    pub window_start: Timestamp,
+    /// A deadline for the current phase: readiness in Initializing/Deploying, draining in Finalising.
+    pub deadline: Option<Timestamp>,
+    /// The hold, if the rollout is paused.
+    pub hold: Option<Hold>,
+    /// The last analysis's checks, for `sluice status`.
+    pub last_checks: Vec<CheckOutcome>,
+    /// Bumped at every decision, so stored states and route tables can be ordered.
+    pub generation: u64,
+}
+
+impl Rollout {
+    /// A service with nothing applied yet.
+    pub fn new(service: impl Into<String>) -> Self {
+        Rollout {
+            service: service.into(),
+            phase: Phase::Pending,
+            stable: None,
+            candidate: None,
+            retired: None,
+            plan: None,
+            weight: 0,
+            step: 0,
+            failed_checks: 0,
+            phase_since: Timestamp::UNIX_EPOCH,
+            window_start: Timestamp::UNIX_EPOCH,
+            deadline: None,
+            hold: None,
+            last_checks: Vec::new(),
+            generation: 0,
+        }
+    }
+
+    /// The phase as a user reads it: `Paused` while held, the phase otherwise.
+    pub fn display_phase(&self) -> String {
+        match &self.hold {
+            Some(Hold { reason: HoldReason::Operator, .. }) => format!("Paused ({}, by an operator)", self.phase),
+            Some(Hold { reason: HoldReason::FailedAnalysis { .. }, .. }) => {
+                format!("Paused ({}, failed analysis)", self.phase)
+            }
+            None => self.phase.to_string(),
+        }
+    }
+}

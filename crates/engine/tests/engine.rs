@@ -1,0 +1,509 @@
+//! The engine driven through whole rollouts in simulated time.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+use sluice_analysis::{RevisionWindow, Window};
+use sluice_engine::{
+    Action, Command, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
+};
+use sluice_spec::{MetricCheck, MetricName, OnFailure, RevisionRef, ThresholdRange};
+
+fn revision(name: &str) -> RevisionRef {
+    RevisionRef { name: name.into(), checksum: format!("{name}-sum") }
+}
+
+fn plan() -> Plan {
+    Plan {
+        steps: vec![10, 20, 30, 40, 50],
+        interval: Duration::from_secs(60),
+        progress_deadline: Duration::from_secs(60),
+        threshold: 5,
+        metrics: vec![
+            MetricCheck { name: MetricName::RequestSuccessRate, threshold_range: ThresholdRange { min: Some(99.0), max: None } },
+            MetricCheck { name: MetricName::RequestDuration, threshold_range: ThresholdRange { min: None, max: Some(500.0) } },
+        ],
+        on_failure: OnFailure::Rollback,
+        hold_timeout: Duration::from_secs(3600),
+        drain: Duration::from_secs(5),
+    }
+}
+
+fn desired(name: &str) -> Desired {
+    Desired { revision: revision(name), plan: plan() }
+}
+
+fn window(requests: u64, errors: u64, p99_ms: f64) -> Window {
+    let candidate = RevisionWindow { requests, errors, p99_ms: Some(p99_ms) };
+    let stable = RevisionWindow { requests: requests * 9, errors: 0, p99_ms: Some(50.0) };
+    Window { candidate, stable, complete: true }
+}
+
+fn healthy() -> Window {
+    window(600, 0, 40.0)
+}
+
+/// A rollout driven one decision at a time, keeping what a user would see: the route and the events.
+struct Sim {
+    rollout: Rollout,
+    now: Timestamp,
+    desired: Desired,
+    weight: Option<u8>,
+    events: Vec<(Timestamp, Severity, String)>,
+    actions: Vec<Action>,
+}
+
+impl Sim {
+    fn new(first: &str) -> Sim {
+        let mut sim = Sim {
+            rollout: Rollout::new("checkout"),
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+            desired: desired(first),
+            weight: None,
+            events: Vec::new(),
+            actions: Vec::new(),
+        };
+        sim.tick(Health::Starting, None);
+        sim.tick(Health::Ready, None);
+        assert_eq!(sim.rollout.phase, Phase::Succeeded);
+        sim
+    }
+
+    fn apply(&mut self, name: &str) {
+        self.desired = desired(name);
+    }
+
+    fn tick_with(&mut self, observations: Observations) {
+        let (rollout, actions) = step(self.rollout.clone(), &observations, self.now);
+        self.rollout = rollout;
+        for action in &actions {
+            match action {
+                Action::SetRoute { weight, .. } => self.weight = Some(*weight),
+                Action::Record(event) => self.events.push((event.at, event.severity, event.message.clone())),
+                _ => {}
+            }
+        }
+        self.actions.extend(actions);
+    }
+
+    fn tick(&mut self, candidate: Health, window: Option<Window>) {
+        let observations =
+            Observations { desired: Some(self.desired.clone()), candidate, window, commands: Vec::new() };
+        self.tick_with(observations);
+    }
+
+    fn command(&mut self, command: Command) {
+        let observations = Observations {
+            desired: Some(self.desired.clone()),
+            candidate: Health::Ready,
+            window: None,
+            commands: vec![command],
+        };
+        self.tick_with(observations);
+    }
+
+    fn advance(&mut self, seconds: i64) {
+        self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
+    }
+
+    fn messages(&self) -> Vec<&str> {
+        self.events.iter().map(|(_, _, m)| m.as_str()).collect()
+    }
+
+    fn has_event(&self, text: &str) -> bool {
+        self.events.iter().any(|(_, _, m)| m.contains(text))
+    }
+
+    fn stopped(&self, name: &str) -> bool {
+        self.actions.iter().any(|a| matches!(a, Action::StopRevision { revision } if revision.name == name))
+    }
+}
+
+#[test]
+fn the_first_revision_becomes_stable_without_analysis() {
+    let sim = Sim::new("v1");
+    assert_eq!(sim.rollout.stable, Some(revision("v1")));
+    assert_eq!(sim.weight, Some(0));
+    assert!(sim.has_event("Initialization done"));
+}
+
+#[test]
+fn a_healthy_candidate_advances_one_step_per_interval_and_is_promoted() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Starting, None);
+    assert_eq!(sim.rollout.phase, Phase::Deploying);
+    assert_eq!(sim.weight, Some(0), "a deploying candidate gets no user traffic");
+    assert!(sim.has_event("New revision detected, starting canary analysis"));
+    assert!(sim.actions.contains(&Action::StartRevision { revision: revision("v2"), role: Role::Candidate }));
+
+    sim.advance(3);
+    sim.tick(Health::Ready, None);
+    assert_eq!((sim.rollout.phase, sim.weight), (Phase::Progressing, Some(10)));
+
+    let mut weights = vec![10];
+    for _ in 0..4 {
+        sim.advance(30);
+        sim.tick(Health::Ready, Some(healthy()));
+        assert_eq!(sim.weight, weights.last().copied(), "no step before the interval has passed");
+        sim.advance(30);
+        sim.tick(Health::Ready, Some(healthy()));
+        weights.push(sim.weight.unwrap());
+    }
+    assert_eq!(weights, [10, 20, 30, 40, 50]);
+    assert!(sim.has_event("Advance canary weight 20"));
+
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.rollout.phase, Phase::Promoting);
+    assert_eq!(sim.rollout.stable, Some(revision("v2")));
+    assert!(sim.actions.contains(&Action::SetRole { revision: revision("v2"), role: Role::Stable }));
+    sim.advance(1);
+    sim.tick(Health::Unknown, None);
+    assert_eq!(sim.rollout.phase, Phase::Finalising);
+    assert!(!sim.stopped("v1"), "the old revision drains before it stops");
+    sim.advance(5);
+    sim.tick(Health::Unknown, None);
+    assert_eq!(sim.rollout.phase, Phase::Succeeded);
+    assert!(sim.stopped("v1"));
+    assert!(sim.has_event("Canary analysis completed successfully, promotion finished"));
+    assert_eq!(sim.weight, Some(0));
+    assert_eq!(sim.rollout.candidate, None);
+}
+
+#[test]
+fn failed_checks_hold_the_weight_and_roll_back_at_the_threshold() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v3");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    assert_eq!(sim.weight, Some(10));
+    for failed in 1..=4 {
+        sim.advance(60);
+        sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
+        assert_eq!(sim.rollout.failed_checks, failed);
+        assert_eq!(sim.weight, Some(10), "a failing interval holds the weight");
+    }
+    assert!(sim.has_event("Halt advancement: request-success-rate 93.10% < 99%"));
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
+    assert_eq!(sim.rollout.phase, Phase::RollingBack);
+    assert_eq!(sim.weight, Some(0), "the rollback routes everything to stable in the same decision");
+    assert!(sim.has_event("Failed checks threshold reached 5"));
+    assert!(sim.events.iter().any(|(_, s, m)| *s == Severity::Error && m.contains("Rolling back")));
+    sim.advance(1);
+    sim.tick(Health::Ready, None);
+    assert_eq!(sim.rollout.phase, Phase::RolledBack);
+    assert!(!sim.stopped("v3"), "the failed candidate is left running for inspection");
+    assert_eq!(sim.rollout.candidate, Some(revision("v3")));
+}
+
+#[test]
+fn a_slow_candidate_fails_the_duration_check() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(window(1000, 0, 612.4)));
+    assert!(sim.has_event("Halt advancement: request-duration 612.40ms > 500ms"));
+}
+
+#[test]
+fn a_candidate_that_gets_no_traffic_fails_its_check() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(Window { complete: true, ..Window::default() }));
+    assert_eq!(sim.rollout.failed_checks, 1);
+    assert!(sim.has_event("no values found for metric request-success-rate"));
+}
+
+#[test]
+fn a_window_spanning_an_outage_is_inconclusive_not_a_pass() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(Window { complete: false, ..healthy() }));
+    assert_eq!((sim.weight, sim.rollout.failed_checks), (Some(10), 0));
+    assert!(sim.has_event("inconclusive"));
+    sim.advance(59);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.weight, Some(10), "the interval restarted at the inconclusive verdict");
+    sim.advance(1);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.weight, Some(20));
+}
+
+#[test]
+fn a_candidate_that_exits_is_rolled_back_at_once() {
+    for ready_first in [false, true] {
+        let mut sim = Sim::new("v1");
+        sim.apply("v2");
+        sim.tick(Health::Starting, None);
+        if ready_first {
+            sim.tick(Health::Ready, None);
+            assert_eq!(sim.rollout.phase, Phase::Progressing);
+        }
+        sim.advance(1);
+        sim.tick(Health::Failed { reason: "instance 0 exited with status 1".into() }, None);
+        assert_eq!(sim.rollout.phase, Phase::RollingBack, "ready first: {ready_first}");
+        assert_eq!(sim.weight, Some(0));
+        assert!(sim.has_event("instance 0 exited with status 1"));
+    }
+}
+
+#[test]
+fn a_candidate_never_ready_is_rolled_back_at_the_progress_deadline() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Starting, None);
+    sim.advance(59);
+    sim.tick(Health::Starting, None);
+    assert_eq!(sim.rollout.phase, Phase::Deploying);
+    sim.advance(1);
+    sim.tick(Health::Starting, None);
+    assert_eq!(sim.rollout.phase, Phase::RollingBack);
+    assert!(sim.has_event("Progress deadline exceeded"));
+}
+
+#[test]
+fn on_failure_hold_pauses_and_the_hold_times_out_into_a_rollback_with_an_alert() {
+    let mut sim = Sim::new("v1");
+    sim.desired.plan.on_failure = OnFailure::Hold;
+    sim.desired.plan.threshold = 1;
+    sim.apply_plan_and("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
+    assert_eq!(sim.rollout.phase, Phase::Progressing);
+    assert!(sim.rollout.hold.is_some());
+    assert!(sim.rollout.display_phase().starts_with("Paused"));
+    assert_eq!(sim.weight, Some(10));
+    sim.advance(3599);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!((sim.rollout.phase, sim.weight), (Phase::Progressing, Some(10)), "a held rollout does not advance");
+    sim.advance(1);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.rollout.phase, Phase::RollingBack);
+    assert!(sim.events.iter().any(|(_, s, m)| *s == Severity::Error && m.contains("Hold timed out after 1h")));
+}
+
+impl Sim {
+    fn apply_plan_and(&mut self, name: &str) {
+        let plan = self.desired.plan.clone();
+        self.desired = Desired { revision: revision(name), plan };
+    }
+}
+
+#[test]
+fn operator_commands_pause_resume_promote_and_abort() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.command(Command::Pause);
+    assert!(sim.rollout.hold.is_some());
+    sim.advance(120);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.weight, Some(10), "paused");
+    sim.command(Command::Resume);
+    assert!(sim.rollout.hold.is_none());
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.weight, Some(20));
+    sim.command(Command::Promote);
+    assert_eq!(sim.rollout.phase, Phase::Promoting);
+    assert_eq!(sim.rollout.stable, Some(revision("v2")));
+
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.command(Command::Abort);
+    assert_eq!((sim.rollout.phase, sim.weight), (Phase::RollingBack, Some(0)));
+    assert!(sim.has_event("aborted by an operator"));
+}
+
+#[test]
+fn commands_that_make_no_sense_are_refused_and_change_nothing() {
+    let sim = Sim::new("v1");
+    for command in [Command::Pause, Command::Resume, Command::Promote, Command::Abort] {
+        assert!(sim.rollout.accepts(command).is_err(), "{command:?} in Succeeded");
+    }
+    let mut sim = Sim::new("v1");
+    let before = sim.rollout.clone();
+    sim.command(Command::Resume);
+    assert_eq!((sim.rollout.phase, &sim.rollout.stable), (before.phase, &before.stable));
+    assert!(sim.has_event("Ignored Resume"));
+}
+
+#[test]
+fn a_newer_revision_supersedes_the_candidate() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(healthy()));
+    assert_eq!(sim.weight, Some(20));
+    sim.apply("v3");
+    sim.tick(Health::Ready, None);
+    assert_eq!(sim.rollout.phase, Phase::Deploying);
+    assert_eq!(sim.rollout.candidate, Some(revision("v3")));
+    assert_eq!(sim.weight, Some(0));
+    assert!(sim.stopped("v2"));
+    assert!(sim.has_event("New revision detected! Restarting analysis"));
+}
+
+#[test]
+fn resync_restores_what_the_state_describes() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    let actions = resync(&sim.rollout);
+    assert_eq!(
+        actions,
+        vec![
+            Action::StartRevision { revision: revision("v1"), role: Role::Stable },
+            Action::StartRevision { revision: revision("v2"), role: Role::Candidate },
+            Action::SetRoute { stable: revision("v1"), candidate: Some(revision("v2")), weight: 10, draining: None },
+        ]
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_decision() {
+    let mut sim = Sim::new("v1");
+    sim.apply("v2");
+    sim.tick(Health::Ready, None);
+    let observations = Observations { desired: Some(desired("v2")), candidate: Health::Ready, window: None, commands: vec![] };
+    let a = step(sim.rollout.clone(), &observations, sim.now);
+    let b = step(sim.rollout.clone(), &observations, sim.now);
+    assert_eq!(a, b);
+}
+
+// Property tests: random sequences of observations, commands, new revisions and time.
+
+#[derive(Clone, Debug)]
+enum Input {
+    Wait(i64),
+    Health(Health),
+    Window { errors_per_mille: u64, p99: f64, complete: bool },
+    Command(Command),
+    Apply(u8),
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        (1i64..400).prop_map(Input::Wait),
+        prop_oneof![
+            Just(Health::Starting),
+            Just(Health::Ready),
+            Just(Health::Unknown),
+            Just(Health::Failed { reason: "exited".into() })
+        ]
+        .prop_map(Input::Health),
+        (0u64..80, 1.0f64..900.0, any::<bool>())
+            .prop_map(|(errors_per_mille, p99, complete)| Input::Window { errors_per_mille, p99, complete }),
+        prop_oneof![Just(Command::Pause), Just(Command::Resume), Just(Command::Promote), Just(Command::Abort)]
+            .prop_map(Input::Command),
+        (1u8..5).prop_map(Input::Apply),
+    ]
+}
+
+fn plan_strategy() -> impl Strategy<Value = Plan> {
+    (prop::collection::btree_set(1u8..=100, 1..6), 1u32..4, any::<bool>()).prop_map(|(steps, threshold, hold)| Plan {
+        steps: steps.into_iter().collect(),
+        threshold,
+        on_failure: if hold { OnFailure::Hold } else { OnFailure::Rollback },
+        hold_timeout: Duration::from_secs(600),
+        ..plan()
+    })
+}
+
+/// Drives the engine through `inputs`, checking the invariants after every decision.
+fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
+    let mut sim = Sim::new("v0");
+    sim.desired.plan = plan.clone();
+    let mut health = Health::Starting;
+    for input in inputs {
+        let mut observations = Observations {
+            desired: Some(sim.desired.clone()),
+            candidate: health.clone(),
+            window: None,
+            commands: vec![],
+        };
+        match input {
+            Input::Wait(seconds) => sim.advance(*seconds),
+            Input::Health(h) => {
+                health = h.clone();
+                observations.candidate = health.clone();
+            }
+            Input::Window { errors_per_mille, p99, complete } => {
+                observations.window =
+                    Some(Window { complete: *complete, ..window(1000, *errors_per_mille, *p99) });
+            }
+            Input::Command(command) => observations.commands.push(*command),
+            Input::Apply(n) => {
+                sim.desired = Desired { revision: revision(&format!("v{n}")), plan: plan.clone() };
+                observations.desired = Some(sim.desired.clone());
+                health = Health::Starting;
+                observations.candidate = Health::Starting;
+            }
+        }
+        let phase_before = sim.rollout.phase;
+        sim.tick_with(observations);
+        let r = &sim.rollout;
+        let last = sim.actions.iter().rev().find_map(|a| match a {
+            Action::SetRoute { weight, candidate, .. } => Some((*weight, candidate.clone())),
+            _ => None,
+        });
+        if matches!(r.phase, Phase::Deploying | Phase::Progressing) {
+            prop_assert!(r.weight <= plan.max_weight(), "weight {} above the last step {}", r.weight, plan.max_weight());
+        }
+        if matches!(r.phase, Phase::RollingBack | Phase::RolledBack) {
+            prop_assert_eq!(r.weight, 0);
+            prop_assert_eq!(last.clone().map(|(w, c)| (w, c.is_none())), Some((0, true)), "rollback routes 100% to stable");
+        }
+        if phase_before != Phase::RollingBack && r.phase == Phase::RollingBack {
+            prop_assert!(sim.events.iter().any(|(_, s, _)| *s == Severity::Error), "a rollback raises an alert");
+        }
+        prop_assert!(r.stable.is_some(), "a service once initialised always has a stable revision");
+    }
+    Ok(sim)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_sequences(plan in plan_strategy(), inputs in prop::collection::vec(input(), 0..60)) {
+        run(&plan, &inputs)?;
+    }
+
+    /// No reachable state is a dead end: left alone with a healthy candidate and passing windows (or just time,
+    /// for a hold), every rollout ends in Succeeded, RolledBack or Failed.
+    #[test]
+    fn every_reachable_state_reaches_an_end(plan in plan_strategy(), inputs in prop::collection::vec(input(), 0..60)) {
+        let mut sim = run(&plan, &inputs)?;
+        for _ in 0..200 {
+            if matches!(sim.rollout.phase, Phase::Succeeded | Phase::RolledBack | Phase::Failed) {
+                break;
+            }
+            sim.advance(61);
+            sim.tick(Health::Ready, Some(healthy()));
+        }
+        prop_assert!(
+            matches!(sim.rollout.phase, Phase::Succeeded | Phase::RolledBack | Phase::Failed),
+            "stuck in {:?} (hold {:?})", sim.rollout.phase, sim.rollout.hold
+        );
+    }
+}

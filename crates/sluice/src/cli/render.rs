@@ -1,0 +1,90 @@
+//! How statuses and events read in a terminal.
+
+use std::fmt::Write;
+
+use sluice_engine::Severity;
+use sluice_store::StoredEvent;
+
+use crate::model::{Outcome, ServiceStatus, ServiceSummary};
+
+/// One event as a log line.
+pub fn event_line(event: &StoredEvent) -> String {
+    let level = match event.severity {
+        Severity::Info => "info ",
+        Severity::Warning => "warn ",
+        Severity::Error => "ALERT",
+    };
+    let at = event.at.strftime("%H:%M:%S");
+    format!("{at} {level} {}", event.message)
+}
+
+/// A word for how a rollout ended.
+pub fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Promoted => "promoted",
+        Outcome::RolledBack => "rolled back",
+        Outcome::Held => "held for a human",
+        Outcome::Superseded => "superseded by a newer revision",
+    }
+}
+
+/// `sluice get`'s table.
+pub fn service_table(services: &[ServiceSummary]) -> String {
+    let mut out = format!("{:<20} {:<36} {:<12} {:<12} {:>6}\n", "SERVICE", "PHASE", "STABLE", "CANDIDATE", "WEIGHT");
+    for s in services {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<36} {:<12} {:<12} {:>5}%",
+            s.name,
+            s.phase,
+            s.stable.as_deref().unwrap_or("-"),
+            s.candidate.as_deref().unwrap_or("-"),
+            s.weight
+        );
+    }
+    out
+}
+
+/// `sluice status`'s report.
+pub fn status(status: &ServiceStatus) -> String {
+    let name = |r: &Option<sluice_spec::RevisionRef>| r.as_ref().map_or("-".to_string(), |r| format!("{} ({})", r.name, r.checksum));
+    let mut out = String::new();
+    let _ = writeln!(out, "service:   {}", status.name);
+    let _ = writeln!(out, "phase:     {}", status.display_phase);
+    let _ = writeln!(out, "stable:    {}  {}%", name(&status.stable), 100 - u32::from(status.weight));
+    let _ = writeln!(out, "candidate: {}  {}% (max {}%)", name(&status.candidate), status.weight, status.max_weight);
+    let _ = writeln!(out, "failed checks: {}/{}", status.failed_checks, status.threshold);
+    if let Some(hold) = &status.hold {
+        let _ = writeln!(out, "held since {} until {} ({:?}), then {:?}", hold.since, hold.until, hold.reason, hold.on_timeout);
+    }
+    if !status.last_checks.is_empty() {
+        let _ = writeln!(out, "last checks:");
+        for check in &status.last_checks {
+            let value = |v: Option<f64>| v.map_or("no data".to_string(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                out,
+                "  {:<22} candidate {} ({} req)  stable {} ({} req)  limit {}  {}",
+                check.metric,
+                value(check.candidate),
+                check.candidate_requests,
+                value(check.stable),
+                check.stable_requests,
+                check.limit,
+                if check.passed { "pass" } else { "FAIL" }
+            );
+        }
+    }
+    if !status.instances.is_empty() {
+        let _ = writeln!(out, "instances:");
+        for i in &status.instances {
+            let _ = writeln!(out, "  {} #{}  {}  pid {}  log {}", i.revision, i.index, i.addr, i.pid, i.log.display());
+        }
+    }
+    if !status.events.is_empty() {
+        let _ = writeln!(out, "recent events:");
+        for event in &status.events {
+            let _ = writeln!(out, "  {}", event_line(event));
+        }
+    }
+    out
+}

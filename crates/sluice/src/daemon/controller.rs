@@ -1,0 +1,249 @@
+//! The controller: one task per service that observes the world, asks the engine for a decision, persists it,
+//! then carries it out.
+//!
+//! Order matters and is the daemon's crash-safety argument: a decision (state, pending actions, events, consumed
+//! commands) is saved in one transaction *before* any action runs; its actions are cleared only after all of
+//! them ran. A daemon killed anywhere in between finds the pending actions on restart and runs them again, which
+//! is safe because every action is idempotent. On start, each service also runs the engine's `resync` actions,
+//! so processes recorded in the store are adopted rather than started twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+use sluice_engine::{Action, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step};
+use sluice_metrics::{MetricSource, WindowQuery};
+use sluice_platform::{Platform, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
+use sluice_router::{RevisionRoute, Router, ServiceRouting};
+use sluice_spec::RevisionRef;
+use sluice_store::{AppliedSpec, Store};
+use tokio::sync::Notify;
+use tracing::warn;
+
+use super::crash::CrashPoints;
+
+/// How long a stopped revision's instances get between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything a service's control loop needs, shared by all of them.
+pub struct Controller<P, R, M> {
+    pub store: Arc<Store>,
+    pub platform: Arc<P>,
+    pub router: Arc<R>,
+    pub metrics: Arc<M>,
+    pub crash: CrashPoints,
+    /// Time between two decisions when nothing wakes the loop earlier.
+    pub tick: Duration,
+    start_failures: Mutex<HashMap<RevisionKey, String>>,
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
+    /// A controller over the given adapters.
+    pub fn new(store: Arc<Store>, platform: Arc<P>, router: Arc<R>, metrics: Arc<M>, tick: Duration) -> Self {
+        Controller {
+            store,
+            platform,
+            router,
+            metrics,
+            crash: CrashPoints::from_env(),
+            tick,
+            start_failures: Mutex::new(HashMap::new()),
+            wakers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The running instances of a revision, labelled with its name.
+    pub fn instances(&self, service: &str, revision: &RevisionRef) -> Vec<(String, sluice_platform::Instance)> {
+        self.platform.instances(&key(service, revision)).into_iter().map(|i| (revision.name.clone(), i)).collect()
+    }
+
+    /// Starts a control loop for every stored service.
+    pub fn start_all(self: &Arc<Self>) -> Result<()> {
+        for service in self.store.services()? {
+            self.wake(&service);
+        }
+        Ok(())
+    }
+
+    /// Makes the service's loop decide now, starting the loop if the service is new.
+    pub fn wake(self: &Arc<Self>, service: &str) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waker) = wakers.get(service) {
+            waker.notify_one();
+            return;
+        }
+        let waker = Arc::new(Notify::new());
+        wakers.insert(service.to_string(), waker.clone());
+        let controller = self.clone();
+        let service = service.to_string();
+        tokio::spawn(async move { controller.run_service(service, waker).await });
+    }
+
+    async fn run_service(self: Arc<Self>, service: String, waker: Arc<Notify>) {
+        let mut resynced = false;
+        loop {
+            if let Err(error) = self.reconcile(&service, &mut resynced).await {
+                warn!(%service, "{error:#}");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.tick) => {}
+                () = waker.notified() => {}
+            }
+        }
+    }
+
+    /// One round: finish what the last decision left undone, observe, decide, persist, act.
+    async fn reconcile(&self, service: &str, resynced: &mut bool) -> Result<()> {
+        let Some(applied) = self.store.applied(service)? else { return Ok(()) };
+        let (rollout, pending) = self.store.rollout(service)?.unwrap_or_else(|| (Rollout::new(service), Vec::new()));
+        if !*resynced {
+            self.execute(&applied, &resync(&rollout)).await?;
+            *resynced = true;
+        }
+        if !pending.is_empty() {
+            self.execute(&applied, &pending).await?;
+            self.store.clear_pending(service, rollout.generation)?;
+        }
+        let commands = self.store.queued_commands(service)?;
+        let observations = Observations {
+            desired: Some(Desired { revision: applied.revision.clone(), plan: Plan::from_spec(&applied.spec) }),
+            candidate: self.candidate_health(&rollout).await,
+            window: self.window(&rollout).await,
+            commands: commands.iter().map(|(_, command)| *command).collect(),
+        };
+        let now = Timestamp::now();
+        let (next, actions) = step(rollout.clone(), &observations, now);
+        if next == rollout && actions.is_empty() && commands.is_empty() {
+            return Ok(());
+        }
+        self.crash.reached("before-persist");
+        self.store.save_decision(&next, &actions, commands.last().map(|(id, _)| *id), now)?;
+        self.crash.reached("after-persist");
+        self.execute(&applied, &actions).await?;
+        self.store.clear_pending(service, next.generation)?;
+        Ok(())
+    }
+
+    async fn candidate_health(&self, rollout: &Rollout) -> Health {
+        let Some(candidate) = &rollout.candidate else { return Health::Unknown };
+        if !matches!(rollout.phase, Phase::Initializing | Phase::Deploying | Phase::Progressing) {
+            return Health::Unknown;
+        }
+        let key = key(&rollout.service, candidate);
+        if let Some(reason) = self.start_failures.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Health::Failed { reason: reason.clone() };
+        }
+        match self.platform.health(&key).await {
+            RevisionHealth::Ready => Health::Ready,
+            RevisionHealth::Starting { .. } | RevisionHealth::Degraded { .. } => Health::Starting,
+            RevisionHealth::NotRunning => Health::Failed { reason: "no instance is running".into() },
+            RevisionHealth::Failed { reason } => Health::Failed { reason },
+        }
+    }
+
+    async fn window(&self, rollout: &Rollout) -> Option<sluice_analysis::Window> {
+        let (Some(stable), Some(candidate)) = (&rollout.stable, &rollout.candidate) else { return None };
+        if rollout.phase != Phase::Progressing {
+            return None;
+        }
+        let query = WindowQuery {
+            service: rollout.service.clone(),
+            stable: stable.name.clone(),
+            candidate: candidate.name.clone(),
+            since: rollout.window_start,
+        };
+        match self.metrics.window(&query).await {
+            Ok(window) => Some(window),
+            Err(error) => {
+                warn!(service = %rollout.service, "{error}");
+                None
+            }
+        }
+    }
+
+    /// Carries out actions in order. Records were persisted with the decision; the rest touch the world.
+    async fn execute(&self, applied: &AppliedSpec, actions: &[Action]) -> Result<()> {
+        let service = applied.spec.metadata.name.as_str();
+        for action in actions {
+            let kind = match action {
+                Action::Record(_) => continue,
+                Action::StartRevision { .. } => "start-revision",
+                Action::SetRole { .. } => "set-role",
+                Action::SetRoute { .. } => "set-route",
+                Action::StopRevision { .. } => "stop-revision",
+            };
+            self.crash.reached(&format!("before-{kind}"));
+            match action {
+                Action::StartRevision { revision, role } => self.start_revision(service, revision, *role).await?,
+                Action::SetRole { revision, role } => self.platform.set_policy(&key(service, revision), policy(*role)),
+                Action::SetRoute { stable, candidate, weight, draining } => {
+                    let mut revisions = vec![self.route_of(service, stable, 100 - weight)];
+                    if let Some(candidate) = candidate {
+                        revisions.push(self.route_of(service, candidate, *weight));
+                    }
+                    if let Some(draining) = draining {
+                        revisions.push(self.route_of(service, draining, 0));
+                    }
+                    let routing = ServiceRouting { service: service.to_string(), listen: applied.spec.spec.listen, revisions };
+                    self.router.apply(&routing).await.with_context(|| format!("cannot route {service}"))?;
+                }
+                Action::StopRevision { revision } => {
+                    self.platform
+                        .stop(&key(service, revision), STOP_GRACE)
+                        .await
+                        .with_context(|| format!("cannot stop {service} {}", revision.name))?;
+                }
+                Action::Record(_) => {}
+            }
+            self.crash.reached(&format!("after-{kind}"));
+        }
+        Ok(())
+    }
+
+    fn route_of(&self, service: &str, revision: &RevisionRef, weight: u8) -> RevisionRoute {
+        let instances = self.platform.instances(&key(service, revision)).into_iter().map(|i| i.addr).collect();
+        RevisionRoute { revision: revision.name.clone(), weight, instances }
+    }
+
+    async fn start_revision(&self, service: &str, revision: &RevisionRef, role: Role) -> Result<()> {
+        let key = key(service, revision);
+        let spec = self
+            .store
+            .revision(service, revision)?
+            .with_context(|| format!("revision {} of {service} is not in the store", revision.name))?;
+        let process = &spec.process;
+        let template = ProcessTemplate {
+            command: process.command.clone(),
+            env: process.env.clone(),
+            working_dir: process.working_dir.clone(),
+            instances: process.instances,
+            readiness_path: process.readiness.http.clone(),
+            readiness_timeout: process.readiness.timeout.0,
+        };
+        match self.platform.start(&key, &template, policy(role)).await {
+            Ok(_) => Ok(()),
+            Err(error) if role == Role::Candidate => {
+                // A candidate that cannot even start fails its rollout; it must not wedge the controller.
+                let reason = format!("cannot start: {error}");
+                self.store.record_event(service, Timestamp::now(), Severity::Error, &format!("{} {reason}", revision.name))?;
+                self.start_failures.lock().unwrap_or_else(|p| p.into_inner()).insert(key, reason);
+                Ok(())
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot start {service} {}", revision.name)),
+        }
+    }
+}
+
+fn key(service: &str, revision: &RevisionRef) -> RevisionKey {
+    RevisionKey { service: service.to_string(), revision: revision.name.clone() }
+}
+
+fn policy(role: Role) -> RestartPolicy {
+    match role {
+        Role::Stable => RestartPolicy::Always,
+        Role::Candidate => RestartPolicy::Never,
+    }
+}

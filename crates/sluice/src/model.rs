@@ -1,0 +1,160 @@
+//! The JSON documents of the daemon's HTTP API, shared by the server and the command-line client.
+
+use serde::{Deserialize, Serialize};
+use sluice_analysis::CheckOutcome;
+use sluice_engine::{Hold, Phase, Rollout};
+use sluice_spec::RevisionRef;
+use sluice_store::StoredEvent;
+
+/// A service and its rollout, as `GET /v1/services/{name}` serves it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The service.
+    pub name: String,
+    /// The revision the latest applied spec describes.
+    pub desired: RevisionRef,
+    /// The phase.
+    pub phase: Phase,
+    /// The phase as a user reads it (`Paused (Progressing, by an operator)`).
+    pub display_phase: String,
+    /// The revision serving users.
+    pub stable: Option<RevisionRef>,
+    /// The revision being released or, after a rollback, left running for inspection.
+    pub candidate: Option<RevisionRef>,
+    /// The candidate's share of traffic in percent.
+    pub weight: u8,
+    /// The last weight before promotion.
+    pub max_weight: u8,
+    /// Failed checks so far and the threshold that fails the rollout.
+    pub failed_checks: u32,
+    /// The threshold of failed checks.
+    pub threshold: u32,
+    /// The hold, when paused.
+    pub hold: Option<Hold>,
+    /// The checks of the last analysis.
+    pub last_checks: Vec<CheckOutcome>,
+    /// The most recent events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The running instances of the stable and candidate revisions (a rolled-back candidate's included, for
+    /// inspection).
+    pub instances: Vec<InstanceView>,
+}
+
+/// One running instance, where to reach it and where its log is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    /// Its revision.
+    pub revision: String,
+    /// Its position in the revision.
+    pub index: u32,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its process.
+    pub pid: u32,
+    /// Its stdout and stderr.
+    pub log: std::path::PathBuf,
+}
+
+impl ServiceStatus {
+    /// Builds the status document from the stored rollout.
+    pub fn new(desired: RevisionRef, rollout: &Rollout, events: Vec<StoredEvent>, instances: Vec<InstanceView>) -> Self {
+        let plan = rollout.plan.as_ref();
+        ServiceStatus {
+            name: rollout.service.clone(),
+            desired,
+            phase: rollout.phase,
+            display_phase: rollout.display_phase(),
+            stable: rollout.stable.clone(),
+            candidate: rollout.candidate.clone(),
+            weight: rollout.weight,
+            max_weight: plan.map_or(0, |p| p.max_weight()),
+            failed_checks: rollout.failed_checks,
+            threshold: plan.map_or(0, |p| p.threshold),
+            hold: rollout.hold.clone(),
+            last_checks: rollout.last_checks.clone(),
+            events,
+            instances,
+        }
+    }
+
+    /// How the rollout of `revision` ended, if it has.
+    pub fn outcome_for(&self, revision: &RevisionRef) -> Option<Outcome> {
+        let is_candidate = self.candidate.as_ref() == Some(revision);
+        let is_stable = self.stable.as_ref() == Some(revision);
+        if self.hold.is_some() && is_candidate {
+            return Some(Outcome::Held);
+        }
+        match self.phase {
+            Phase::Succeeded if is_stable => Some(Outcome::Promoted),
+            Phase::RolledBack | Phase::Failed if is_candidate => Some(Outcome::RolledBack),
+            _ if !is_candidate && !is_stable && self.desired != *revision => Some(Outcome::Superseded),
+            _ => None,
+        }
+    }
+}
+
+/// How a rollout ended, for `apply --wait` and `status --watch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The revision serves all traffic.
+    Promoted,
+    /// The revision was rolled back (or never became ready).
+    RolledBack,
+    /// The rollout waits for a human.
+    Held,
+    /// Another revision was applied meanwhile.
+    Superseded,
+}
+
+impl Outcome {
+    /// The exit code pipelines gate on.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Promoted => 0,
+            Outcome::RolledBack => 2,
+            Outcome::Held => 3,
+            Outcome::Superseded => 5,
+        }
+    }
+}
+
+/// A service in `GET /v1/services`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSummary {
+    /// The service.
+    pub name: String,
+    /// The phase as a user reads it.
+    pub phase: String,
+    /// The stable revision's name.
+    pub stable: Option<String>,
+    /// The candidate revision's name.
+    pub candidate: Option<String>,
+    /// The candidate's weight.
+    pub weight: u8,
+}
+
+/// The answer to `POST /v1/services`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// The service.
+    pub service: String,
+    /// The revision the spec describes.
+    pub revision: RevisionRef,
+    /// Whether this revision is new (a rollout starts) or already known (nothing changes).
+    pub new_revision: bool,
+}
+
+/// An error answer: a message, and for a rejected spec every field error.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// Each problem of a rejected spec, `path: message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}

@@ -1,0 +1,5 @@
+mod cli;
+mod crash;
+mod daemon;
+mod rollout;
+mod support;
