@@ -21,7 +21,12 @@ pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (R
     if let Some(desired) = &observations.desired {
         decision.reconcile(desired);
     }
-    decision.advance(observations);
+    // A phase entered by a command or a new revision settles first: its actions must run before anything is
+    // judged, and this step's observations describe the previous candidate.
+    let settled = decision.rollout.phase == before.phase && decision.rollout.candidate == before.candidate;
+    if settled {
+        decision.advance(observations);
+    }
     let Decision { mut rollout, actions, .. } = decision;
     if rollout != before || !actions.is_empty() {
         rollout.generation = before.generation + 1;
