@@ -119,10 +119,7 @@ pub struct LedgerError {
 impl LedgerError {
     /// An error saying what the ledger was doing (`context`) and what went wrong (`source`,
     /// which may also be a plain message).
-    pub fn new(
-        context: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
+    pub fn new(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             context: context.into(),
             source: source.into(),

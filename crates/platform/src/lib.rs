@@ -16,7 +16,5 @@ pub mod process;
 pub use error::{LedgerError, PlatformError};
 pub use ledger::{Ledger, MemoryLedger};
 pub use local::LocalPlatform;
-pub use model::{
-    Instance, InstanceRecord, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey,
-};
+pub use model::{Instance, InstanceRecord, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
 pub use platform::Platform;

@@ -30,8 +30,10 @@ use crate::process::{self, SpawnedProcess};
 
 /// Runs revisions as local processes that outlive the daemon and are adopted by the next one.
 ///
-/// Dropping it stops supervision but leaves the processes running; [`Platform::stop`] or
-/// [`LocalPlatform::stop_all`] ends them.
+/// An instance that exits keeps its slot (port and log): under `Always` supervision restarts
+/// it, under `Never` it stays failed, and `start` does not revive it, until the revision is
+/// stopped. Dropping the platform ends supervision but leaves the processes running;
+/// [`Platform::stop`] or [`LocalPlatform::stop_all`] ends them.
 pub struct LocalPlatform {
     shared: Arc<Shared>,
     prober: Prober,
@@ -58,9 +60,7 @@ impl Shared {
     fn revisions(&self) -> MutexGuard<'_, HashMap<RevisionKey, Revision>> {
         // Operations change the map under the lock without panicking in between, so a panic
         // elsewhere must not wedge the daemon.
-        self.revisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.revisions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -97,8 +97,7 @@ impl LocalPlatform {
             ledger,
             revisions: Mutex::new(revisions),
         });
-        let supervision =
-            tokio::spawn(supervise::supervise(Arc::downgrade(&shared))).abort_handle();
+        let supervision = tokio::spawn(supervise::supervise(Arc::downgrade(&shared))).abort_handle();
         Ok(Self {
             shared,
             prober,
@@ -113,11 +112,7 @@ impl LocalPlatform {
     }
 
     /// Stops the revisions together, so they share one grace period.
-    async fn stop_revisions(
-        &self,
-        keys: Vec<RevisionKey>,
-        grace: Duration,
-    ) -> Result<(), PlatformError> {
+    async fn stop_revisions(&self, keys: Vec<RevisionKey>, grace: Duration) -> Result<(), PlatformError> {
         let mut processes: Vec<SpawnedProcess> = Vec::new();
         {
             let mut revisions = self.shared.revisions();
@@ -146,11 +141,7 @@ impl LocalPlatform {
     }
 
     /// Starts the slots `revision` is missing; stops at the first failure.
-    fn start_missing(
-        &self,
-        key: &RevisionKey,
-        revision: &mut Revision,
-    ) -> Result<(), PlatformError> {
+    fn start_missing(&self, key: &RevisionKey, revision: &mut Revision) -> Result<(), PlatformError> {
         let now = Instant::now();
         for index in revision.missing_indices() {
             let port = process::free_port()?;

@@ -103,8 +103,7 @@ impl RevisionKey {
 }
 
 fn check_path_component(what: &'static str, value: &str) -> Result<(), PlatformError> {
-    let unsafe_component =
-        value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']);
+    let unsafe_component = value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']);
     if unsafe_component {
         return Err(PlatformError::InvalidName {
             what,
@@ -223,10 +222,7 @@ mod tests {
 
         for bad in [template(&[]), no_instances, relative_probe] {
             let error = bad.check(&key).unwrap_err();
-            assert!(
-                error.to_string().starts_with("revision web/v2: "),
-                "{error}"
-            );
+            assert!(error.to_string().starts_with("revision web/v2: "), "{error}");
         }
         assert!(template(&["server"]).check(&key).is_ok());
     }
@@ -236,9 +232,7 @@ mod tests {
         for (service, revision) in [("..", "v1"), ("web", "a/b"), ("", "v1"), ("web", ".")] {
             let error = RevisionKey::new(service, revision).check().unwrap_err();
             assert!(
-                error
-                    .to_string()
-                    .contains("cannot be used as a directory name"),
+                error.to_string().contains("cannot be used as a directory name"),
                 "{error}"
             );
         }
@@ -259,9 +253,6 @@ mod tests {
 
         let json = serde_json::to_string(&record).unwrap();
 
-        assert_eq!(
-            serde_json::from_str::<InstanceRecord>(&json).unwrap(),
-            record
-        );
+        assert_eq!(serde_json::from_str::<InstanceRecord>(&json).unwrap(), record);
     }
 }

@@ -30,9 +30,5 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Graceful stop: SIGTERM to each instance's process group, SIGKILL after `grace`.
     /// Stopping a stopped revision is `Ok`.
-    fn stop(
-        &self,
-        key: &RevisionKey,
-        grace: Duration,
-    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+    fn stop(&self, key: &RevisionKey, grace: Duration) -> impl Future<Output = Result<(), PlatformError>> + Send;
 }

@@ -25,18 +25,10 @@ impl Prober {
     }
 
     /// Probes every address at once; `result[i]` tells whether `addrs[i]` is ready.
-    pub(crate) async fn probe_all(
-        &self,
-        addrs: &[SocketAddr],
-        path: &str,
-        timeout: Duration,
-    ) -> Vec<bool> {
+    pub(crate) async fn probe_all(&self, addrs: &[SocketAddr], path: &str, timeout: Duration) -> Vec<bool> {
         let mut probes = JoinSet::new();
         for (position, addr) in addrs.iter().enumerate() {
-            let request = self
-                .client
-                .get(format!("http://{addr}{path}"))
-                .timeout(timeout);
+            let request = self.client.get(format!("http://{addr}{path}")).timeout(timeout);
             probes.spawn(async move {
                 let ready = request
                     .send()

@@ -96,8 +96,7 @@ pub fn spawn_detached(
 /// Whether the process still runs: false for zombies, for a pid now used by another process,
 /// and for pids that cannot name another process (0, 1, the caller's own).
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
-    signalable(pid).is_some()
-        && stat::read(pid).is_some_and(|stat| stat.start_time == start_time && !stat.is_dead())
+    signalable(pid).is_some() && stat::read(pid).is_some_and(|stat| stat.start_time == start_time && !stat.is_dead())
 }
 
 /// The calling process's pid and start time, for a daemon that records itself so it can be
@@ -110,8 +109,7 @@ pub fn own_identity() -> Result<(u32, u64), PlatformError> {
 
 /// A port on 127.0.0.1 that was free a moment ago (bound, read, closed).
 pub fn free_port() -> Result<u16, PlatformError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|source| PlatformError::FreePort { source })?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| PlatformError::FreePort { source })?;
     let addr = listener
         .local_addr()
         .map_err(|source| PlatformError::FreePort { source })?;

@@ -13,10 +13,7 @@ use crate::process::{self, SpawnedProcess};
 
 /// Adopts every recorded process that still runs; forgets the records of dead ones but keeps
 /// their slots, so supervision restarts stable instances and candidates report the loss.
-pub(super) fn adopt(
-    ledger: &dyn Ledger,
-    now: Instant,
-) -> Result<HashMap<RevisionKey, Revision>, PlatformError> {
+pub(super) fn adopt(ledger: &dyn Ledger, now: Instant) -> Result<HashMap<RevisionKey, Revision>, PlatformError> {
     let mut revisions: HashMap<RevisionKey, Revision> = HashMap::new();
     for (key, record) in ledger.load()? {
         let process = SpawnedProcess {

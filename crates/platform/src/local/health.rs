@@ -15,10 +15,7 @@ pub(super) struct SlotHealth {
 /// ready.
 pub(super) fn classify(policy: RestartPolicy, of: u32, slots: &[SlotHealth]) -> RevisionHealth {
     if policy == RestartPolicy::Never {
-        let reasons: Vec<&str> = slots
-            .iter()
-            .filter_map(|slot| slot.exit_reason.as_deref())
-            .collect();
+        let reasons: Vec<&str> = slots.iter().filter_map(|slot| slot.exit_reason.as_deref()).collect();
         if !reasons.is_empty() {
             return RevisionHealth::Failed {
                 reason: reasons.join("; "),
@@ -35,11 +32,7 @@ pub(super) fn classify(policy: RestartPolicy, of: u32, slots: &[SlotHealth]) -> 
             .any(|slot| !slot.ready && (slot.exit_reason.is_some() || slot.restarts > 0));
     if recovering {
         let restarts = slots.iter().map(|slot| slot.restarts).sum();
-        RevisionHealth::Degraded {
-            ready,
-            of,
-            restarts,
-        }
+        RevisionHealth::Degraded { ready, of, restarts }
     } else {
         RevisionHealth::Starting { ready, of }
     }
@@ -80,10 +73,7 @@ mod tests {
     #[test]
     fn every_instance_ready_is_ready() {
         for policy in [RestartPolicy::Always, RestartPolicy::Never] {
-            assert_eq!(
-                classify(policy, 2, &[ready(), ready()]),
-                RevisionHealth::Ready
-            );
+            assert_eq!(classify(policy, 2, &[ready(), ready()]), RevisionHealth::Ready);
         }
     }
 
@@ -110,9 +100,7 @@ mod tests {
         assert_eq!(
             classify(RestartPolicy::Never, 3, &slots),
             RevisionHealth::Failed {
-                reason:
-                    "instance 1 exited with status 3; instance 2 was killed by signal 9 (SIGKILL)"
-                        .to_owned()
+                reason: "instance 1 exited with status 3; instance 2 was killed by signal 9 (SIGKILL)".to_owned()
             }
         );
     }
@@ -136,11 +124,7 @@ mod tests {
             ..starting()
         };
         assert_eq!(
-            classify(
-                RestartPolicy::Always,
-                2,
-                &[ready(), restarted_not_yet_ready]
-            ),
+            classify(RestartPolicy::Always, 2, &[ready(), restarted_not_yet_ready]),
             RevisionHealth::Degraded {
                 ready: 1,
                 of: 2,

@@ -41,10 +41,7 @@ impl Placement<'_> {
 }
 
 /// Spawns the instance and records it in the ledger right away.
-pub(super) fn launch(
-    ledger: &dyn Ledger,
-    placement: &Placement<'_>,
-) -> Result<SpawnedProcess, PlatformError> {
+pub(super) fn launch(ledger: &dyn Ledger, placement: &Placement<'_>) -> Result<SpawnedProcess, PlatformError> {
     let template = placement.template;
     let (program, args) = template.command_for(placement.port);
     let spawned = process::spawn_detached(

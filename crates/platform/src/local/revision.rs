@@ -68,11 +68,7 @@ impl Revision {
     }
 
     /// Writes every slot's record again, so the ledger carries the current policy.
-    pub(super) fn record_all(
-        &self,
-        key: &RevisionKey,
-        ledger: &dyn Ledger,
-    ) -> Result<(), LedgerError> {
+    pub(super) fn record_all(&self, key: &RevisionKey, ledger: &dyn Ledger) -> Result<(), LedgerError> {
         for (&index, slot) in &self.slots {
             let placement = Placement {
                 key,

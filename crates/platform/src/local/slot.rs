@@ -37,12 +37,7 @@ pub(super) struct SlotExit {
 
 impl Slot {
     /// A slot whose process runs (just started or adopted).
-    pub(super) fn running(
-        port: u16,
-        log_path: PathBuf,
-        process: SpawnedProcess,
-        now: Instant,
-    ) -> Self {
+    pub(super) fn running(port: u16, log_path: PathBuf, process: SpawnedProcess, now: Instant) -> Self {
         Self {
             port,
             log_path,
@@ -83,9 +78,7 @@ impl Slot {
         if self.exit.is_some() {
             return None;
         }
-        let ProcessState::Exited(exit) =
-            process::observe(self.process.pid, self.process.start_time)
-        else {
+        let ProcessState::Exited(exit) = process::observe(self.process.pid, self.process.start_time) else {
             return None;
         };
         if now.duration_since(self.started_at) >= MAX_RESTART_DELAY {
@@ -96,9 +89,7 @@ impl Slot {
     }
 
     pub(super) fn restart_due(&self, now: Instant) -> bool {
-        self.exit
-            .as_ref()
-            .is_some_and(|exit| exit.restart_at <= now)
+        self.exit.as_ref().is_some_and(|exit| exit.restart_at <= now)
     }
 
     pub(super) fn restarted(&mut self, process: SpawnedProcess, now: Instant) {
@@ -144,12 +135,8 @@ mod tests {
     #[test]
     fn repeated_failures_push_the_restart_back() {
         let now = Instant::now();
-        let process = SpawnedProcess {
-            pid: 2,
-            start_time: 1,
-        };
-        let mut slot =
-            Slot::found_dead(40_000, PathBuf::from("0.log"), process, "gone".into(), now);
+        let process = SpawnedProcess { pid: 2, start_time: 1 };
+        let mut slot = Slot::found_dead(40_000, PathBuf::from("0.log"), process, "gone".into(), now);
         assert!(slot.restart_due(now));
 
         slot.failed("could not start".into(), now);

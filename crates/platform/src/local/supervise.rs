@@ -16,7 +16,9 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until the platform is dropped.
 pub(super) async fn supervise(shared: Weak<Shared>) {
-    let mut ticks = tokio::time::interval(TICK);
+    // No round right away: a caller about to stop everything (`sluice down`) should not see
+    // dead stable instances restarted first.
+    let mut ticks = tokio::time::interval_at(Instant::now() + TICK, TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -32,12 +34,7 @@ pub(super) async fn supervise(shared: Weak<Shared>) {
     }
 }
 
-fn supervise_revision(
-    ledger: &dyn Ledger,
-    key: &RevisionKey,
-    revision: &mut Revision,
-    now: Instant,
-) {
+fn supervise_revision(ledger: &dyn Ledger, key: &RevisionKey, revision: &mut Revision, now: Instant) {
     revision.notice_exits(key, now);
     if revision.policy != RestartPolicy::Always {
         return;

@@ -70,10 +70,7 @@ mod tests {
     #[test]
     fn exits_read_like_an_operator_would_write_them() {
         assert_eq!(Exit::Code(3).to_string(), "exited with status 3");
-        assert_eq!(
-            Exit::Killed(9).to_string(),
-            "was killed by signal 9 (SIGKILL)"
-        );
+        assert_eq!(Exit::Killed(9).to_string(), "was killed by signal 9 (SIGKILL)");
         assert_eq!(Exit::Killed(200).to_string(), "was killed by signal 200");
         assert!(Exit::Unknown.to_string().contains("status unknown"));
     }

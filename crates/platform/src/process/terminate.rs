@@ -22,10 +22,7 @@ pub async fn terminate(pid: u32, start_time: u64, grace: Duration) -> Result<(),
 
 /// [`terminate`] for several processes at once, sharing one grace period. Every process is
 /// dealt with even when one fails; the first failure is returned.
-pub(crate) async fn terminate_all(
-    processes: &[SpawnedProcess],
-    grace: Duration,
-) -> Result<(), PlatformError> {
+pub(crate) async fn terminate_all(processes: &[SpawnedProcess], grace: Duration) -> Result<(), PlatformError> {
     let mut first_error = None;
     let mut pending = Vec::new();
     for &process in processes {
