@@ -4,6 +4,7 @@
 //! the JSON Schema generated from the Rust types ([`json_schema`]) and against the rules a schema cannot
 //! express (which fields go together, per-metric bounds); only a spec with no problem at all becomes a
 //! [`ServiceSpec`]. Pure: no I/O beyond the text the caller hands in.
+#![warn(missing_docs)]
 
 mod analysis;
 mod duration;
