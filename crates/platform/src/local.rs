@@ -44,7 +44,6 @@ impl fmt::Debug for LocalPlatform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalPlatform")
             .field("logs_dir", &self.shared.logs_dir)
-            .field("revisions", &self.shared.revisions().len())
             .finish_non_exhaustive()
     }
 }

@@ -96,12 +96,12 @@ impl Slot {
         self.process = process;
         self.exit = None;
         self.started_at = now;
-        self.restarts += 1;
+        self.restarts = self.restarts.saturating_add(1);
     }
 
     /// Records that the slot has no running process and backs off before the next restart.
     pub(super) fn failed(&mut self, reason: String, now: Instant) -> &SlotExit {
-        self.crashes_in_a_row += 1;
+        self.crashes_in_a_row = self.crashes_in_a_row.saturating_add(1);
         self.exit.insert(SlotExit {
             reason,
             restart_at: now + restart_delay(self.crashes_in_a_row),
