@@ -166,6 +166,7 @@ fn normal_quantile(p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use super::*;
 
     const BOUNDS: [f64; 13] = [

@@ -5,6 +5,8 @@
 //! per-tick, per-arm request, error and latency-bucket counts, seeded and reproducible, so that a runner can
 //! drive the project's own engine and judges in simulated time and score them against the truth.
 
+#![warn(missing_docs)]
+
 pub mod latency;
 pub mod scenario;
 pub mod traffic;

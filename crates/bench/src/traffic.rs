@@ -307,6 +307,7 @@ fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> Result<u64, TrafficError> {
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use std::path::Path;
 
     use proptest::prelude::*;

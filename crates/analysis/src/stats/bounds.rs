@@ -180,6 +180,7 @@ fn bisect(mut low: f64, mut high: f64, rejected: impl Fn(f64) -> bool) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -189,8 +190,8 @@ mod tests {
         25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
     ];
 
-    /// Expected: the Robbins set {p : (n+1)·C(n,s)·p^s(1−p)^(n−s) > α} bisected in a standard-library Python
-    /// snippet (lgamma, log1p), α = 0.05.
+    /// Expected: the Robbins set {p : (n+1)·C(n,s)·p^s(1−p)^(n−s) > α} bisected with Python's lgamma and
+    /// log1p, α = 0.05.
     #[test]
     fn bounds_match_an_independent_computation() {
         let cases = [

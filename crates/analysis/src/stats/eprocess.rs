@@ -333,6 +333,7 @@ fn log_mean_exp(values: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, Poisson};
@@ -353,9 +354,9 @@ mod tests {
         EventCounts { canary, control }
     }
 
-    /// Expected: ln E after each window, from the direct likelihood ratio (θ/θ₀)^x·((θ₀q+1−q)/(θq+1−q))^n in
-    /// Python (`/tmp` snippet over `reference_sim.THETA_GRID`; tolerance 0 regression also equals
-    /// `reference_sim.EProcess`). The Rust side uses the q₀ form, so this checks the derivation too.
+    /// Expected: ln E after each window, from the direct likelihood ratio (θ/θ₀)^x·((θ₀q+1−q)/(θq+1−q))^n
+    /// over `reference_sim.THETA_GRID` (tolerance 0 regression also equals `reference_sim.EProcess`). The Rust
+    /// side uses the q₀ form, so this checks the derivation too.
     #[test]
     fn single_stream_matches_the_direct_likelihood_ratio() {
         const WORSE: [(f64, u64, u64); 5] = [(0.1, 4, 10), (0.1, 6, 12), (0.2, 9, 14), (0.2, 7, 9), (0.3, 12, 10)];

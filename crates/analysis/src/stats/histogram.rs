@@ -275,6 +275,7 @@ fn check_bounds(bounds: &[f64]) -> Result<(), HistogramError> {
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use proptest::prelude::*;
 
     use super::*;

@@ -475,6 +475,7 @@ fn brent(lower: f64, upper: f64, f_lower: f64, f_upper: f64, f: impl Fn(f64) -> 
 
 #[cfg(test)]
 mod tests {
+    // The hard-coded expected values are printed by `python3 crates/bench/reference/expected_values.py`.
     use super::*;
 
     /// x, y, confidence, then (lower, upper, estimate).
@@ -549,7 +550,7 @@ mod tests {
     }
 
     /// Expected: R's `wilcox.test(x, y, exact = FALSE, correct = TRUE)` statistic, z and p-value, recomputed
-    /// with midranks in a standard-library Python snippet.
+    /// with midranks in Python.
     #[test]
     fn u_test_matches_wilcox_test() {
         #[rustfmt::skip]
