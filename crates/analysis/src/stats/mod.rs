@@ -13,6 +13,6 @@ pub use bounds::{BoundsError, ProportionBounds, SloVerdict, latency_slo, proport
 pub use eprocess::{Direction, EProcess, EProcessError, EventCounts, SequentialTest, Tolerance};
 pub use histogram::{Histogram, HistogramError};
 pub use mann_whitney::{
-    Alternative, Classification, KayentaClassifier, MannWhitneyError, MetricDirection, ShiftInterval, UTest,
-    shift_interval, u_test,
+    Alternative, Classification, Comparison, KayentaClassifier, MannWhitneyError, MetricDirection, ShiftInterval,
+    UTest, shift_interval, u_test,
 };
