@@ -317,6 +317,7 @@ impl Decision {
                 self.record(Severity::Warning, format!("Halt advancement: {}", verdict.failure_summary()));
                 if self.rollout.failed_checks >= plan.threshold {
                     let reason = format!("Failed checks threshold reached {}", self.rollout.failed_checks);
+                    self.record(Severity::Warning, reason.clone());
                     match plan.on_failure {
                         OnFailure::Rollback => self.rollback(reason),
                         OnFailure::Hold => {

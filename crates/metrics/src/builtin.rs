@@ -1,6 +1,6 @@
 //! The built-in source: snapshots of the proxy's cumulative per-revision counters, diffed over the window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -41,9 +41,15 @@ struct Baseline {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Recent snapshots, oldest first, kept undecoded (an HDR histogram is large once decoded).
+    recent: VecDeque<Snapshot>,
     latest: Option<Sample>,
     baselines: HashMap<String, Baseline>,
 }
+
+/// How long snapshots are kept to find the one a new window starts from. The controller asks for its window
+/// every second, so the start of any window is found well within this.
+const RETENTION: SignedDuration = SignedDuration::from_secs(30);
 
 /// Reads one proxy's `/snapshot` and answers windows by diffing cumulative counts (and subtracting exact HDR
 /// histograms, so window quantiles are exact).
@@ -67,7 +73,7 @@ impl BuiltinSource {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn fetch(&self) -> Result<Sample, MetricsError> {
+    async fn fetch(&self) -> Result<(Snapshot, Sample), MetricsError> {
         let what = format!("the proxy's snapshot at {}", self.admin);
         let unavailable = |detail: String| MetricsError::Unavailable { what: what.clone(), detail };
         let response = self
@@ -80,12 +86,18 @@ impl BuiltinSource {
             return Err(unavailable(format!("status {}", response.status())));
         }
         let snapshot: Snapshot = response.json().await.map_err(|e| unavailable(e.to_string()))?;
-        sample_of(&snapshot).map_err(unavailable)
+        let sample = sample_of(&snapshot).map_err(unavailable)?;
+        Ok((snapshot, sample))
     }
 
     /// Records a new observation; every window being tracked notes whether coverage stayed continuous.
-    fn observe(&self, sample: Sample) {
+    fn observe(&self, snapshot: Snapshot, sample: Sample) {
         let mut state = self.state();
+        let oldest_kept = sample.at.checked_sub(RETENTION).unwrap_or(sample.at);
+        while state.recent.front().is_some_and(|s| at_of(s) < oldest_kept) {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(snapshot);
         for baseline in state.baselines.values_mut() {
             let gap = sample.at.duration_since(baseline.last_at);
             let went_back = sample.revisions.iter().any(|(key, now)| {
@@ -98,6 +110,27 @@ impl BuiltinSource {
         }
         state.latest = Some(sample);
     }
+}
+
+fn at_of(snapshot: &Snapshot) -> Timestamp {
+    Timestamp::from_millisecond(snapshot.taken_at_unix_ms as i64).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The window's starting point: the newest snapshot taken at or before `since` (or, failing that, the oldest
+/// kept), with whether the snapshots after it have no gap.
+fn baseline_for(recent: &VecDeque<Snapshot>, since: Timestamp, latest: &Sample) -> Result<Baseline, MetricsError> {
+    let start = recent.iter().rposition(|s| at_of(s) <= since).unwrap_or(0);
+    let Some(first) = recent.get(start) else {
+        return Ok(Baseline { since, sample: latest.clone(), last_at: latest.at, continuous: true });
+    };
+    let sample = sample_of(first).map_err(|detail| MetricsError::Unavailable { what: "a kept snapshot".into(), detail })?;
+    let mut last_at = sample.at;
+    let mut continuous = true;
+    for later in recent.iter().skip(start + 1) {
+        continuous &= at_of(later).duration_since(last_at) <= MAX_GAP;
+        last_at = at_of(later);
+    }
+    Ok(Baseline { since, sample, last_at, continuous })
 }
 
 fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
@@ -134,23 +167,19 @@ fn diff(latest: &Sample, base: &Sample, service: &str, revision: &str) -> Revisi
 
 impl MetricSource for BuiltinSource {
     async fn refresh(&self) -> Result<(), MetricsError> {
-        let sample = self.fetch().await?;
-        self.observe(sample);
+        let (snapshot, sample) = self.fetch().await?;
+        self.observe(snapshot, sample);
         Ok(())
     }
 
     async fn window(&self, query: &WindowQuery) -> Result<Window, MetricsError> {
         let mut state = self.state();
         let latest = state.latest.clone().ok_or(MetricsError::NoData)?;
-        let baseline = state.baselines.entry(query.service.clone()).or_insert_with(|| Baseline {
-            since: query.since,
-            sample: latest.clone(),
-            last_at: latest.at,
-            continuous: true,
-        });
-        if baseline.since != query.since {
-            *baseline = Baseline { since: query.since, sample: latest.clone(), last_at: latest.at, continuous: true };
+        if state.baselines.get(&query.service).is_none_or(|b| b.since != query.since) {
+            let baseline = baseline_for(&state.recent, query.since, &latest)?;
+            state.baselines.insert(query.service.clone(), baseline);
         }
+        let baseline = state.baselines.get(&query.service).ok_or(MetricsError::NoData)?;
         // The window is covered only if its first observation was taken close to its start (a daemon that was
         // down when the window began has no such observation) and no gap opened since.
         let started_in_time = baseline.sample.at.duration_since(query.since).abs() <= MAX_GAP;

@@ -9,7 +9,9 @@ use super::support::*;
 async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
     let mut sluice = Sluice::start().await;
     assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    let first = sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    let v1 = pids(&first, "v1");
+    assert_eq!(v1.len(), 2, "{first:#}");
 
     let users = sluice.users(200.0, 60);
     let stats = users.stats();
@@ -49,7 +51,7 @@ async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
     let window = stats.window(&mark);
     assert!(window.revisions.iter().all(|r| r.revision == "v2" || r.requests == 0), "{:?}", window.revisions);
     let status = sluice.status("web").await.unwrap();
-    assert!(pids(&status, "v1").is_empty(), "v1 should be stopped: {status:#}");
+    assert!(v1.iter().all(|pid| !alive(*pid)), "v1's processes should be stopped after draining");
     let events = messages(&status);
     assert!(events.iter().any(|m| m == "Advance canary weight 50"), "{events:?}");
     assert!(events.iter().any(|m| m == "Canary analysis completed successfully, promotion finished"), "{events:?}");
