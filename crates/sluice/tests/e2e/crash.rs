@@ -57,7 +57,18 @@ async fn rollout_survives_a_crash_at(point: &str) {
         assert!(tokio::time::Instant::now() < deadline, "{point}: no promotion: {status:?}\n{}", sluice.daemon_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The last action (stopping v1) may still be finishing: give an armed daemon time to reach its point, then
+    // check the restarted daemon agrees the rollout is done.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !crashed && tokio::time::Instant::now() < settle {
+        crashed = sluice.daemon_died();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(crashed, "the daemon never reached crash point {point}");
+    sluice.kill_daemon();
+    sluice.spawn_daemon(None).await;
+    let status = sluice.wait_for("web", Duration::from_secs(5), |s| phase(s) == "Succeeded").await;
+    assert_eq!(stable(&status), "v2", "{point}: {status:#}");
     users.stop();
     let total = users.finish().await;
     assert_eq!(total.total.transport_errors, 0, "{point}: user requests failed: {total:?}");
