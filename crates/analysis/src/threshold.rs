@@ -42,7 +42,10 @@ fn judge_one(check: &MetricCheck, window: &Window) -> CheckOutcome {
         (None, None) => "any".into(),
     };
     let (passed, message) = match candidate {
-        None => (false, format!("no values found for metric {name}: the candidate is not receiving traffic")),
+        None => (
+            false,
+            format!("no values found for metric {name}: the candidate is not receiving traffic"),
+        ),
         Some(value) => {
             // Flagger compares the p99 truncated to whole milliseconds.
             let compared = match check.name {

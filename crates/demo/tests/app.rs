@@ -54,9 +54,7 @@ async fn get(client: &Client<HttpConnector, Empty<Bytes>>, addr: SocketAddr, pat
 
 #[tokio::test]
 async fn five_percent_fails_exactly_every_twentieth_request_and_health_checks_never_fail() {
-    let app = app::start(config("v3", 0.05, Duration::ZERO))
-        .await
-        .unwrap();
+    let app = app::start(config("v3", 0.05, Duration::ZERO)).await.unwrap();
     let client = client();
     let mut failing = Vec::new();
     for n in 1..=100 {
@@ -68,10 +66,7 @@ async fn five_percent_fails_exactly_every_twentieth_request_and_health_checks_ne
             other => panic!("unexpected status {other} for request {n}"),
         }
         let health = get(&client, app.addr(), "/healthz").await;
-        assert_eq!(
-            (health.status, health.body.as_str()),
-            (StatusCode::OK, "ok")
-        );
+        assert_eq!((health.status, health.body.as_str()), (StatusCode::OK, "ok"));
         assert_eq!(health.revision.as_deref(), Some("v3"));
     }
     assert_eq!(failing, [20, 40, 60, 80, 100]);
@@ -84,17 +79,11 @@ async fn error_rate_zero_never_fails_and_one_always_fails_except_health() {
     let broken = app::start(config("v9", 1.0, Duration::ZERO)).await.unwrap();
     let client = client();
     for _ in 0..40 {
-        assert_eq!(
-            get(&client, healthy.addr(), "/").await.status,
-            StatusCode::OK
-        );
+        assert_eq!(get(&client, healthy.addr(), "/").await.status, StatusCode::OK);
         let failed = get(&client, broken.addr(), "/any/path?q=1").await;
         assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(failed.revision.as_deref(), Some("v9"));
-        assert_eq!(
-            get(&client, broken.addr(), "/healthz").await.status,
-            StatusCode::OK
-        );
+        assert_eq!(get(&client, broken.addr(), "/healthz").await.status, StatusCode::OK);
     }
     healthy.shutdown().await.unwrap();
     broken.shutdown().await.unwrap();
@@ -107,17 +96,11 @@ async fn latency_applies_to_requests_but_not_to_health_checks() {
     let client = client();
 
     let started = Instant::now();
-    assert_eq!(
-        get(&client, app.addr(), "/hello").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&client, app.addr(), "/hello").await.status, StatusCode::OK);
     let request_took = started.elapsed();
 
     let started = Instant::now();
-    assert_eq!(
-        get(&client, app.addr(), "/healthz").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&client, app.addr(), "/healthz").await.status, StatusCode::OK);
     let health_took = started.elapsed();
 
     assert!(request_took >= latency, "request took {request_took:?}");
@@ -145,15 +128,11 @@ async fn jitter_keeps_every_request_at_or_above_the_base_latency() {
 
 #[tokio::test]
 async fn an_out_of_range_error_rate_or_unsendable_revision_is_refused_before_listening() {
-    let error = app::start(config("v3", 5.0, Duration::ZERO))
-        .await
-        .unwrap_err();
+    let error = app::start(config("v3", 5.0, Duration::ZERO)).await.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("between 0 and 1"), "{error}");
 
-    let error = app::start(config("v3\nx", 0.0, Duration::ZERO))
-        .await
-        .unwrap_err();
+    let error = app::start(config("v3\nx", 0.0, Duration::ZERO)).await.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("x-revision"), "{error}");
 }

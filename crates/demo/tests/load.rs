@@ -48,9 +48,7 @@ fn load_config(target: SocketAddr, rate: f64, duration: Duration, max_requests: 
 async fn run(config: LoadConfig) -> (LoadSnapshot, Duration) {
     let started = Instant::now();
     let handle = load::start(config).unwrap();
-    let snapshot = tokio::time::timeout(TEST_LIMIT, handle.finish())
-        .await
-        .unwrap();
+    let snapshot = tokio::time::timeout(TEST_LIMIT, handle.finish()).await.unwrap();
     (snapshot, started.elapsed())
 }
 
@@ -63,20 +61,12 @@ fn only_revision(snapshot: &LoadSnapshot) -> &RevisionLoad {
 async fn two_hundred_per_second_for_a_second_sends_about_two_hundred_requests() {
     let app = demo_app("v1", 0.0, Duration::ZERO).await;
     let started = Instant::now();
-    let handle = load::start(load_config(
-        app.addr(),
-        200.0,
-        Duration::from_secs(1),
-        1_000,
-    ))
-    .unwrap();
+    let handle = load::start(load_config(app.addr(), 200.0, Duration::from_secs(1), 1_000)).unwrap();
     let stats = handle.stats();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let halfway = stats.snapshot();
-    let last = tokio::time::timeout(TEST_LIMIT, handle.finish())
-        .await
-        .unwrap();
+    let last = tokio::time::timeout(TEST_LIMIT, handle.finish()).await.unwrap();
     let took = started.elapsed();
 
     assert!((60..=110).contains(&halfway.sent), "halfway: {halfway:?}");
@@ -88,10 +78,7 @@ async fn two_hundred_per_second_for_a_second_sends_about_two_hundred_requests() 
         (v1.requests, v1.ok, v1.server_errors, v1.transport_errors),
         (last.sent, last.sent, 0, 0)
     );
-    assert!(
-        v1.p50 <= v1.p99 && v1.p99 < Duration::from_secs(1),
-        "{v1:?}"
-    );
+    assert!(v1.p50 <= v1.p99 && v1.p99 < Duration::from_secs(1), "{v1:?}");
 
     let second_half = last.since(&halfway);
     let rate = second_half.total.request_rate(second_half.span);
@@ -143,9 +130,7 @@ async fn beyond_max_in_flight_requests_are_dropped_and_the_run_still_ends_on_tim
     let stats = handle.stats();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let while_waiting = stats.snapshot();
-    let last = tokio::time::timeout(TEST_LIMIT, handle.finish())
-        .await
-        .unwrap();
+    let last = tokio::time::timeout(TEST_LIMIT, handle.finish()).await.unwrap();
     let took = started.elapsed();
 
     assert_eq!(
@@ -175,10 +160,7 @@ async fn refused_connections_count_as_transport_errors() {
 
     let unknown = only_revision(&snapshot);
     assert_eq!(unknown.revision, "?");
-    assert_eq!(
-        (unknown.requests, unknown.transport_errors, unknown.ok),
-        (5, 5, 0)
-    );
+    assert_eq!((unknown.requests, unknown.transport_errors, unknown.ok), (5, 5, 0));
     assert_eq!(unknown.success_ratio(), Some(0.0));
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
@@ -202,18 +184,10 @@ async fn unanswered_requests_time_out_as_transport_errors() {
 async fn stop_ends_a_run_early() {
     let app = demo_app("v1", 0.0, Duration::ZERO).await;
     let started = Instant::now();
-    let handle = load::start(load_config(
-        app.addr(),
-        100.0,
-        Duration::from_secs(30),
-        10_000,
-    ))
-    .unwrap();
+    let handle = load::start(load_config(app.addr(), 100.0, Duration::from_secs(30), 10_000)).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     handle.stop();
-    let snapshot = tokio::time::timeout(TEST_LIMIT, handle.finish())
-        .await
-        .unwrap();
+    let snapshot = tokio::time::timeout(TEST_LIMIT, handle.finish()).await.unwrap();
     assert!((10..=50).contains(&snapshot.sent), "{snapshot:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     app.shutdown().await.unwrap();
@@ -227,9 +201,7 @@ async fn scripted_target() -> (SocketAddr, JoinHandle<()>) {
     let server = tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(
-                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(script)),
-            );
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(script)));
         }
     });
     (addr, server)
@@ -243,25 +215,18 @@ async fn script(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             .map(|value| value.to_str().unwrap().to_owned())
     };
     let mut response = Response::new(Full::new(Bytes::from_static(b"scripted")));
-    *response.status_mut() =
-        header("x-status").map_or(StatusCode::OK, |code| code.parse().unwrap());
+    *response.status_mut() = header("x-status").map_or(StatusCode::OK, |code| code.parse().unwrap());
     if let Some(revision) = header("x-reply-revision") {
-        response
-            .headers_mut()
-            .insert("x-revision", revision.parse().unwrap());
+        response.headers_mut().insert("x-revision", revision.parse().unwrap());
     }
     Ok(response)
 }
 
 fn scripted(revision: Option<&str>, status: u16) -> RequestTemplate {
     let mut template = RequestTemplate::get("/scripted");
-    template
-        .headers
-        .push(("x-status".into(), status.to_string()));
+    template.headers.push(("x-status".into(), status.to_string()));
     if let Some(revision) = revision {
-        template
-            .headers
-            .push(("x-reply-revision".into(), revision.into()));
+        template.headers.push(("x-reply-revision".into(), revision.into()));
     }
     template
 }
@@ -284,27 +249,12 @@ async fn responses_are_counted_per_revision_header_and_status_class() {
     let summary: Vec<(&str, u64, u64, u64, u64)> = snapshot
         .revisions
         .iter()
-        .map(|r| {
-            (
-                r.revision.as_str(),
-                r.requests,
-                r.ok,
-                r.client_errors,
-                r.server_errors,
-            )
-        })
+        .map(|r| (r.revision.as_str(), r.requests, r.ok, r.client_errors, r.server_errors))
         .collect();
     assert_eq!(
         summary,
-        [
-            ("?", 10, 10, 0, 0),
-            ("a", 20, 20, 10, 0),
-            ("b", 10, 0, 0, 10)
-        ]
+        [("?", 10, 10, 0, 0), ("a", 20, 20, 10, 0), ("b", 10, 0, 0, 10)]
     );
-    assert_eq!(
-        (snapshot.total.requests, snapshot.total.server_errors),
-        (40, 10)
-    );
+    assert_eq!((snapshot.total.requests, snapshot.total.server_errors), (40, 10));
     server.abort();
 }

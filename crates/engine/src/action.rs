@@ -48,7 +48,12 @@ pub enum Action {
     SetRole { revision: RevisionRef, role: Role },
     /// Route `weight` percent of traffic to `candidate` and the rest to `stable`. `draining` stays in the
     /// table with no new traffic so its in-flight requests finish.
-    SetRoute { stable: RevisionRef, candidate: Option<RevisionRef>, weight: u8, draining: Option<RevisionRef> },
+    SetRoute {
+        stable: RevisionRef,
+        candidate: Option<RevisionRef>,
+        weight: u8,
+        draining: Option<RevisionRef>,
+    },
     /// Stop the revision's instances gracefully (no-op when they are stopped).
     StopRevision { revision: RevisionRef },
     /// Append to the rollout's history; `Error` events also raise an alert.

@@ -37,7 +37,12 @@ impl Rollout {
     /// Checks that `command` makes sense now, so the API can refuse it at once instead of queueing a no-op.
     pub fn accepts(&self, command: Command) -> Result<(), CommandRejected> {
         let reject = |why| {
-            Err(CommandRejected { service: self.service.clone(), command, phase: self.phase, why })
+            Err(CommandRejected {
+                service: self.service.clone(),
+                command,
+                phase: self.phase,
+                why,
+            })
         };
         let in_analysis = matches!(self.phase, Phase::Deploying | Phase::Progressing);
         match command {

@@ -14,7 +14,11 @@ use crate::{
 /// Decides what happens next. Pure: the result depends only on the arguments.
 pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (Rollout, Vec<Action>) {
     let before = rollout.clone();
-    let mut decision = Decision { rollout, actions: Vec::new(), now };
+    let mut decision = Decision {
+        rollout,
+        actions: Vec::new(),
+        now,
+    };
     for command in &observations.commands {
         decision.command(*command);
     }
@@ -27,7 +31,9 @@ pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (R
     if settled {
         decision.advance(observations);
     }
-    let Decision { mut rollout, actions, .. } = decision;
+    let Decision {
+        mut rollout, actions, ..
+    } = decision;
     if rollout != before || !actions.is_empty() {
         rollout.generation = before.generation + 1;
     }
@@ -40,7 +46,10 @@ pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (R
 pub fn resync(rollout: &Rollout) -> Vec<Action> {
     let mut actions = Vec::new();
     if let Some(stable) = &rollout.stable {
-        actions.push(Action::StartRevision { revision: stable.clone(), role: Role::Stable });
+        actions.push(Action::StartRevision {
+            revision: stable.clone(),
+            role: Role::Stable,
+        });
     }
     if let Some(candidate) = &rollout.candidate {
         let runs = matches!(
@@ -48,7 +57,10 @@ pub fn resync(rollout: &Rollout) -> Vec<Action> {
             Phase::Initializing | Phase::Deploying | Phase::Progressing | Phase::RollingBack
         );
         if runs {
-            actions.push(Action::StartRevision { revision: candidate.clone(), role: Role::Candidate });
+            actions.push(Action::StartRevision {
+                revision: candidate.clone(),
+                role: Role::Candidate,
+            });
         }
     }
     actions.extend(route_of(rollout));
@@ -57,8 +69,17 @@ pub fn resync(rollout: &Rollout) -> Vec<Action> {
 
 fn route_of(rollout: &Rollout) -> Option<Action> {
     let stable = rollout.stable.clone()?;
-    let candidate = if rollout.weight > 0 { rollout.candidate.clone() } else { None };
-    Some(Action::SetRoute { stable, candidate, weight: rollout.weight, draining: rollout.retired.clone() })
+    let candidate = if rollout.weight > 0 {
+        rollout.candidate.clone()
+    } else {
+        None
+    };
+    Some(Action::SetRoute {
+        stable,
+        candidate,
+        weight: rollout.weight,
+        draining: rollout.retired.clone(),
+    })
 }
 
 struct Decision {
@@ -69,7 +90,11 @@ struct Decision {
 
 impl Decision {
     fn record(&mut self, severity: Severity, message: impl Into<String>) {
-        self.actions.push(Action::Record(Event { at: self.now, severity, message: message.into() }));
+        self.actions.push(Action::Record(Event {
+            at: self.now,
+            severity,
+            message: message.into(),
+        }));
     }
 
     fn enter(&mut self, phase: Phase) {
@@ -87,23 +112,40 @@ impl Decision {
     }
 
     fn candidate_name(&self) -> String {
-        self.rollout.candidate.as_ref().map_or_else(|| "?".into(), |c| c.name.clone())
+        self.rollout
+            .candidate
+            .as_ref()
+            .map_or_else(|| "?".into(), |c| c.name.clone())
     }
 
     fn command(&mut self, command: Command) {
         if self.rollout.accepts(command).is_err() {
-            self.record(Severity::Warning, format!("Ignored {command:?}: not possible in phase {}", self.rollout.phase));
+            self.record(
+                Severity::Warning,
+                format!("Ignored {command:?}: not possible in phase {}", self.rollout.phase),
+            );
             return;
         }
-        let hold_timeout = self.rollout.plan.as_ref().map_or(Duration::from_secs(3600), |p| p.hold_timeout);
+        let hold_timeout = self
+            .rollout
+            .plan
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |p| p.hold_timeout);
         match command {
             Command::Pause => {
                 let until = self.after(hold_timeout);
-                self.rollout.hold =
-                    Some(Hold { reason: HoldReason::Operator, since: self.now, until, on_timeout: TimeoutAction::Rollback });
+                self.rollout.hold = Some(Hold {
+                    reason: HoldReason::Operator,
+                    since: self.now,
+                    until,
+                    on_timeout: TimeoutAction::Rollback,
+                });
                 self.record(
                     Severity::Warning,
-                    format!("Rollout paused by an operator at weight {}; it rolls back at {until} unless resumed", self.rollout.weight),
+                    format!(
+                        "Rollout paused by an operator at weight {}; it rolls back at {until} unless resumed",
+                        self.rollout.weight
+                    ),
                 );
             }
             Command::Resume => {
@@ -120,7 +162,10 @@ impl Decision {
                 self.record(Severity::Info, "Rollout resumed by an operator");
             }
             Command::Promote => {
-                self.record(Severity::Info, "Promotion requested by an operator: skipping the rest of the analysis");
+                self.record(
+                    Severity::Info,
+                    "Promotion requested by an operator: skipping the rest of the analysis",
+                );
                 self.promote();
             }
             Command::Abort => self.rollback("aborted by an operator".into()),
@@ -147,7 +192,11 @@ impl Decision {
                 self.enter(Phase::Succeeded);
                 self.record(
                     Severity::Warning,
-                    format!("Rollout of {} cancelled: the spec asks for {} again", candidate.as_ref().map_or("?", |c| &c.name), desired.revision.name),
+                    format!(
+                        "Rollout of {} cancelled: the spec asks for {} again",
+                        candidate.as_ref().map_or("?", |c| &c.name),
+                        desired.revision.name
+                    ),
                 );
                 self.route();
                 if let Some(candidate) = candidate {
@@ -167,7 +216,13 @@ impl Decision {
         let superseded = self.rollout.candidate.take();
         if let Some(old) = superseded {
             if self.rollout.phase.is_active() || self.rollout.phase == Phase::Initializing {
-                self.record(Severity::Info, format!("New revision detected! Restarting analysis: {} supersedes {}", desired.revision.name, old.name));
+                self.record(
+                    Severity::Info,
+                    format!(
+                        "New revision detected! Restarting analysis: {} supersedes {}",
+                        desired.revision.name, old.name
+                    ),
+                );
             }
             self.actions.push(Action::StopRevision { revision: old });
         }
@@ -187,16 +242,28 @@ impl Decision {
         let revision = desired.revision.clone();
         if self.rollout.stable.is_none() {
             self.enter(Phase::Initializing);
-            self.record(Severity::Info, format!("Initializing {}: starting revision {}", self.rollout.service, revision.name));
+            self.record(
+                Severity::Info,
+                format!(
+                    "Initializing {}: starting revision {}",
+                    self.rollout.service, revision.name
+                ),
+            );
         } else {
             self.enter(Phase::Deploying);
             self.record(
                 Severity::Info,
-                format!("New revision detected, starting canary analysis of {} {}", self.rollout.service, revision.name),
+                format!(
+                    "New revision detected, starting canary analysis of {} {}",
+                    self.rollout.service, revision.name
+                ),
             );
             self.route();
         }
-        self.actions.push(Action::StartRevision { revision, role: Role::Candidate });
+        self.actions.push(Action::StartRevision {
+            revision,
+            role: Role::Candidate,
+        });
     }
 
     fn advance(&mut self, observations: &Observations) {
@@ -222,7 +289,11 @@ impl Decision {
             Phase::Deploying => self.deploy(&observations.candidate),
             Phase::Progressing => self.progress(observations),
             Phase::Promoting => {
-                let drain = self.rollout.plan.as_ref().map_or(crate::Plan::DEFAULT_DRAIN, |p| p.drain);
+                let drain = self
+                    .rollout
+                    .plan
+                    .as_ref()
+                    .map_or(crate::Plan::DEFAULT_DRAIN, |p| p.drain);
                 self.rollout.deadline = Some(self.after(drain));
                 self.enter(Phase::Finalising);
             }
@@ -235,15 +306,26 @@ impl Decision {
                     if let Some(retired) = retired {
                         self.actions.push(Action::StopRevision { revision: retired });
                     }
-                    self.record(Severity::Info, "Canary analysis completed successfully, promotion finished");
+                    self.record(
+                        Severity::Info,
+                        "Canary analysis completed successfully, promotion finished",
+                    );
                 }
             }
             Phase::RollingBack => {
                 self.enter(Phase::RolledBack);
-                let stable = self.rollout.stable.as_ref().map_or("?", |s| s.name.as_str()).to_string();
+                let stable = self
+                    .rollout
+                    .stable
+                    .as_ref()
+                    .map_or("?", |s| s.name.as_str())
+                    .to_string();
                 self.record(
                     Severity::Info,
-                    format!("Rollback finished: all traffic on {stable}; {} left running for inspection", self.candidate_name()),
+                    format!(
+                        "Rollback finished: all traffic on {stable}; {} left running for inspection",
+                        self.candidate_name()
+                    ),
                 );
             }
             Phase::Pending | Phase::Failed | Phase::Succeeded | Phase::RolledBack => {}
@@ -257,9 +339,15 @@ impl Decision {
             self.rollout.deadline = None;
             self.enter(Phase::Succeeded);
             if let Some(revision) = revision {
-                self.actions.push(Action::SetRole { revision: revision.clone(), role: Role::Stable });
+                self.actions.push(Action::SetRole {
+                    revision: revision.clone(),
+                    role: Role::Stable,
+                });
                 self.route();
-                self.record(Severity::Info, format!("Initialization done! {} serves {}", revision.name, self.rollout.service));
+                self.record(
+                    Severity::Info,
+                    format!("Initialization done! {} serves {}", revision.name, self.rollout.service),
+                );
             }
         } else if self.rollout.deadline.is_some_and(|d| self.now >= d) {
             self.fail_initialization(format!("{} not ready in time", self.candidate_name()));
@@ -282,11 +370,17 @@ impl Decision {
             self.rollout.weight = first;
             self.rollout.window_start = self.now;
             self.enter(Phase::Progressing);
-            self.record(Severity::Info, format!("Starting canary analysis for {}", self.rollout.service));
+            self.record(
+                Severity::Info,
+                format!("Starting canary analysis for {}", self.rollout.service),
+            );
             self.record(Severity::Info, format!("Advance canary weight {first}"));
             self.route();
         } else if self.rollout.deadline.is_some_and(|d| self.now >= d) {
-            self.rollback(format!("Progress deadline exceeded: {} not ready in time", self.candidate_name()));
+            self.rollback(format!(
+                "Progress deadline exceeded: {} not ready in time",
+                self.candidate_name()
+            ));
         }
     }
 
@@ -301,7 +395,10 @@ impl Decision {
         self.rollout.window_start = self.now;
         match verdict {
             Verdict::Inconclusive { reason } => {
-                self.record(Severity::Warning, format!("Analysis inconclusive ({reason}): judging the interval again"));
+                self.record(
+                    Severity::Warning,
+                    format!("Analysis inconclusive ({reason}): judging the interval again"),
+                );
             }
             Verdict::Pass { .. } => match plan.steps.get(self.rollout.step + 1) {
                 Some(&next) => {
@@ -314,7 +411,10 @@ impl Decision {
             },
             Verdict::Fail { .. } => {
                 self.rollout.failed_checks += 1;
-                self.record(Severity::Warning, format!("Halt advancement: {}", verdict.failure_summary()));
+                self.record(
+                    Severity::Warning,
+                    format!("Halt advancement: {}", verdict.failure_summary()),
+                );
                 if self.rollout.failed_checks >= plan.threshold {
                     let reason = format!("Failed checks threshold reached {}", self.rollout.failed_checks);
                     self.record(Severity::Warning, reason.clone());
@@ -323,7 +423,9 @@ impl Decision {
                         OnFailure::Hold => {
                             let until = self.after(plan.hold_timeout);
                             self.rollout.hold = Some(Hold {
-                                reason: HoldReason::FailedAnalysis { summary: reason.clone() },
+                                reason: HoldReason::FailedAnalysis {
+                                    summary: reason.clone(),
+                                },
                                 since: self.now,
                                 until,
                                 on_timeout: TimeoutAction::Rollback,
@@ -351,8 +453,14 @@ impl Decision {
         self.rollout.stable = Some(candidate.clone());
         self.rollout.retired = Some(old);
         self.enter(Phase::Promoting);
-        self.record(Severity::Info, format!("Promoting {}: routing all traffic to it", candidate.name));
-        self.actions.push(Action::SetRole { revision: candidate, role: Role::Stable });
+        self.record(
+            Severity::Info,
+            format!("Promoting {}: routing all traffic to it", candidate.name),
+        );
+        self.actions.push(Action::SetRole {
+            revision: candidate,
+            role: Role::Stable,
+        });
         self.route();
     }
 
@@ -367,7 +475,10 @@ impl Decision {
         self.enter(Phase::RollingBack);
         self.record(
             Severity::Error,
-            format!("Canary failed! Rolling back {} to {}: {reason}", self.rollout.service, stable.name),
+            format!(
+                "Canary failed! Rolling back {} to {}: {reason}",
+                self.rollout.service, stable.name
+            ),
         );
         self.route();
     }

@@ -46,6 +46,9 @@ pub struct Observations {
 impl Observations {
     /// Observations carrying only the desired revision.
     pub fn desired(desired: Desired) -> Self {
-        Observations { desired: Some(desired), ..Default::default() }
+        Observations {
+            desired: Some(desired),
+            ..Default::default()
+        }
     }
 }

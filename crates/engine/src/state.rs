@@ -37,7 +37,10 @@ pub enum Phase {
 impl Phase {
     /// True while a rollout is under way (a candidate exists and is neither promoted nor rolled back).
     pub fn is_active(self) -> bool {
-        matches!(self, Phase::Deploying | Phase::Progressing | Phase::Promoting | Phase::RollingBack)
+        matches!(
+            self,
+            Phase::Deploying | Phase::Progressing | Phase::Promoting | Phase::RollingBack
+        )
     }
 }
 
@@ -140,8 +143,14 @@ impl Rollout {
     /// The phase as a user reads it: `Paused` while held, the phase otherwise.
     pub fn display_phase(&self) -> String {
         match &self.hold {
-            Some(Hold { reason: HoldReason::Operator, .. }) => format!("Paused ({}, by an operator)", self.phase),
-            Some(Hold { reason: HoldReason::FailedAnalysis { .. }, .. }) => {
+            Some(Hold {
+                reason: HoldReason::Operator,
+                ..
+            }) => format!("Paused ({}, by an operator)", self.phase),
+            Some(Hold {
+                reason: HoldReason::FailedAnalysis { .. },
+                ..
+            }) => {
                 format!("Paused ({}, failed analysis)", self.phase)
             }
             None => self.phase.to_string(),

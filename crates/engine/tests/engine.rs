@@ -11,7 +11,10 @@ use sluice_engine::{
 use sluice_spec::{MetricCheck, MetricName, OnFailure, RevisionRef, ThresholdRange};
 
 fn revision(name: &str) -> RevisionRef {
-    RevisionRef { name: name.into(), checksum: format!("{name}-sum") }
+    RevisionRef {
+        name: name.into(),
+        checksum: format!("{name}-sum"),
+    }
 }
 
 fn plan() -> Plan {
@@ -21,8 +24,20 @@ fn plan() -> Plan {
         progress_deadline: Duration::from_secs(60),
         threshold: 5,
         metrics: vec![
-            MetricCheck { name: MetricName::RequestSuccessRate, threshold_range: ThresholdRange { min: Some(99.0), max: None } },
-            MetricCheck { name: MetricName::RequestDuration, threshold_range: ThresholdRange { min: None, max: Some(500.0) } },
+            MetricCheck {
+                name: MetricName::RequestSuccessRate,
+                threshold_range: ThresholdRange {
+                    min: Some(99.0),
+                    max: None,
+                },
+            },
+            MetricCheck {
+                name: MetricName::RequestDuration,
+                threshold_range: ThresholdRange {
+                    min: None,
+                    max: Some(500.0),
+                },
+            },
         ],
         on_failure: OnFailure::Rollback,
         hold_timeout: Duration::from_secs(3600),
@@ -31,13 +46,28 @@ fn plan() -> Plan {
 }
 
 fn desired(name: &str) -> Desired {
-    Desired { revision: revision(name), plan: plan() }
+    Desired {
+        revision: revision(name),
+        plan: plan(),
+    }
 }
 
 fn window(requests: u64, errors: u64, p99_ms: f64) -> Window {
-    let candidate = RevisionWindow { requests, errors, p99_ms: Some(p99_ms) };
-    let stable = RevisionWindow { requests: requests * 9, errors: 0, p99_ms: Some(50.0) };
-    Window { candidate, stable, complete: true }
+    let candidate = RevisionWindow {
+        requests,
+        errors,
+        p99_ms: Some(p99_ms),
+    };
+    let stable = RevisionWindow {
+        requests: requests * 9,
+        errors: 0,
+        p99_ms: Some(50.0),
+    };
+    Window {
+        candidate,
+        stable,
+        complete: true,
+    }
 }
 
 fn healthy() -> Window {
@@ -88,8 +118,12 @@ impl Sim {
     }
 
     fn tick(&mut self, candidate: Health, window: Option<Window>) {
-        let observations =
-            Observations { desired: Some(self.desired.clone()), candidate, window, commands: Vec::new() };
+        let observations = Observations {
+            desired: Some(self.desired.clone()),
+            candidate,
+            window,
+            commands: Vec::new(),
+        };
         self.tick_with(observations);
     }
 
@@ -107,16 +141,14 @@ impl Sim {
         self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
     }
 
-    fn messages(&self) -> Vec<&str> {
-        self.events.iter().map(|(_, _, m)| m.as_str()).collect()
-    }
-
     fn has_event(&self, text: &str) -> bool {
         self.events.iter().any(|(_, _, m)| m.contains(text))
     }
 
     fn stopped(&self, name: &str) -> bool {
-        self.actions.iter().any(|a| matches!(a, Action::StopRevision { revision } if revision.name == name))
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::StopRevision { revision } if revision.name == name))
     }
 }
 
@@ -136,7 +168,10 @@ fn a_healthy_candidate_advances_one_step_per_interval_and_is_promoted() {
     assert_eq!(sim.rollout.phase, Phase::Deploying);
     assert_eq!(sim.weight, Some(0), "a deploying candidate gets no user traffic");
     assert!(sim.has_event("New revision detected, starting canary analysis"));
-    assert!(sim.actions.contains(&Action::StartRevision { revision: revision("v2"), role: Role::Candidate }));
+    assert!(sim.actions.contains(&Action::StartRevision {
+        revision: revision("v2"),
+        role: Role::Candidate
+    }));
 
     sim.advance(3);
     sim.tick(Health::Ready, None);
@@ -146,7 +181,11 @@ fn a_healthy_candidate_advances_one_step_per_interval_and_is_promoted() {
     for _ in 0..4 {
         sim.advance(30);
         sim.tick(Health::Ready, Some(healthy()));
-        assert_eq!(sim.weight, weights.last().copied(), "no step before the interval has passed");
+        assert_eq!(
+            sim.weight,
+            weights.last().copied(),
+            "no step before the interval has passed"
+        );
         sim.advance(30);
         sim.tick(Health::Ready, Some(healthy()));
         weights.push(sim.weight.unwrap());
@@ -158,7 +197,10 @@ fn a_healthy_candidate_advances_one_step_per_interval_and_is_promoted() {
     sim.tick(Health::Ready, Some(healthy()));
     assert_eq!(sim.rollout.phase, Phase::Promoting);
     assert_eq!(sim.rollout.stable, Some(revision("v2")));
-    assert!(sim.actions.contains(&Action::SetRole { revision: revision("v2"), role: Role::Stable }));
+    assert!(sim.actions.contains(&Action::SetRole {
+        revision: revision("v2"),
+        role: Role::Stable
+    }));
     sim.advance(1);
     sim.tick(Health::Unknown, None);
     assert_eq!(sim.rollout.phase, Phase::Finalising);
@@ -189,13 +231,24 @@ fn failed_checks_hold_the_weight_and_roll_back_at_the_threshold() {
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
     assert_eq!(sim.rollout.phase, Phase::RollingBack);
-    assert_eq!(sim.weight, Some(0), "the rollback routes everything to stable in the same decision");
+    assert_eq!(
+        sim.weight,
+        Some(0),
+        "the rollback routes everything to stable in the same decision"
+    );
     assert!(sim.has_event("Failed checks threshold reached 5"));
-    assert!(sim.events.iter().any(|(_, s, m)| *s == Severity::Error && m.contains("Rolling back")));
+    assert!(
+        sim.events
+            .iter()
+            .any(|(_, s, m)| *s == Severity::Error && m.contains("Rolling back"))
+    );
     sim.advance(1);
     sim.tick(Health::Ready, None);
     assert_eq!(sim.rollout.phase, Phase::RolledBack);
-    assert!(!sim.stopped("v3"), "the failed candidate is left running for inspection");
+    assert!(
+        !sim.stopped("v3"),
+        "the failed candidate is left running for inspection"
+    );
     assert_eq!(sim.rollout.candidate, Some(revision("v3")));
 }
 
@@ -217,7 +270,13 @@ fn a_candidate_that_gets_no_traffic_fails_its_check() {
     sim.tick(Health::Ready, None);
     sim.tick(Health::Ready, None);
     sim.advance(60);
-    sim.tick(Health::Ready, Some(Window { complete: true, ..Window::default() }));
+    sim.tick(
+        Health::Ready,
+        Some(Window {
+            complete: true,
+            ..Window::default()
+        }),
+    );
     assert_eq!(sim.rollout.failed_checks, 1);
     assert!(sim.has_event("no values found for metric request-success-rate"));
 }
@@ -229,12 +288,22 @@ fn a_window_spanning_an_outage_is_inconclusive_not_a_pass() {
     sim.tick(Health::Ready, None);
     sim.tick(Health::Ready, None);
     sim.advance(60);
-    sim.tick(Health::Ready, Some(Window { complete: false, ..healthy() }));
+    sim.tick(
+        Health::Ready,
+        Some(Window {
+            complete: false,
+            ..healthy()
+        }),
+    );
     assert_eq!((sim.weight, sim.rollout.failed_checks), (Some(10), 0));
     assert!(sim.has_event("inconclusive"));
     sim.advance(59);
     sim.tick(Health::Ready, Some(healthy()));
-    assert_eq!(sim.weight, Some(10), "the interval restarted at the inconclusive verdict");
+    assert_eq!(
+        sim.weight,
+        Some(10),
+        "the interval restarted at the inconclusive verdict"
+    );
     sim.advance(1);
     sim.tick(Health::Ready, Some(healthy()));
     assert_eq!(sim.weight, Some(20));
@@ -251,7 +320,12 @@ fn a_candidate_that_exits_is_rolled_back_at_once() {
             assert_eq!(sim.rollout.phase, Phase::Progressing);
         }
         sim.advance(1);
-        sim.tick(Health::Failed { reason: "instance 0 exited with status 1".into() }, None);
+        sim.tick(
+            Health::Failed {
+                reason: "instance 0 exited with status 1".into(),
+            },
+            None,
+        );
         assert_eq!(sim.rollout.phase, Phase::RollingBack, "ready first: {ready_first}");
         assert_eq!(sim.weight, Some(0));
         assert!(sim.has_event("instance 0 exited with status 1"));
@@ -288,17 +362,28 @@ fn on_failure_hold_pauses_and_the_hold_times_out_into_a_rollback_with_an_alert()
     assert_eq!(sim.weight, Some(10));
     sim.advance(3599);
     sim.tick(Health::Ready, Some(healthy()));
-    assert_eq!((sim.rollout.phase, sim.weight), (Phase::Progressing, Some(10)), "a held rollout does not advance");
+    assert_eq!(
+        (sim.rollout.phase, sim.weight),
+        (Phase::Progressing, Some(10)),
+        "a held rollout does not advance"
+    );
     sim.advance(1);
     sim.tick(Health::Ready, Some(healthy()));
     assert_eq!(sim.rollout.phase, Phase::RollingBack);
-    assert!(sim.events.iter().any(|(_, s, m)| *s == Severity::Error && m.contains("Hold timed out after 1h")));
+    assert!(
+        sim.events
+            .iter()
+            .any(|(_, s, m)| *s == Severity::Error && m.contains("Hold timed out after 1h"))
+    );
 }
 
 impl Sim {
     fn apply_plan_and(&mut self, name: &str) {
         let plan = self.desired.plan.clone();
-        self.desired = Desired { revision: revision(name), plan };
+        self.desired = Desired {
+            revision: revision(name),
+            plan,
+        };
     }
 }
 
@@ -372,9 +457,20 @@ fn resync_restores_what_the_state_describes() {
     assert_eq!(
         actions,
         vec![
-            Action::StartRevision { revision: revision("v1"), role: Role::Stable },
-            Action::StartRevision { revision: revision("v2"), role: Role::Candidate },
-            Action::SetRoute { stable: revision("v1"), candidate: Some(revision("v2")), weight: 10, draining: None },
+            Action::StartRevision {
+                revision: revision("v1"),
+                role: Role::Stable
+            },
+            Action::StartRevision {
+                revision: revision("v2"),
+                role: Role::Candidate
+            },
+            Action::SetRoute {
+                stable: revision("v1"),
+                candidate: Some(revision("v2")),
+                weight: 10,
+                draining: None
+            },
         ]
     );
 }
@@ -384,7 +480,12 @@ fn the_same_inputs_give_the_same_decision() {
     let mut sim = Sim::new("v1");
     sim.apply("v2");
     sim.tick(Health::Ready, None);
-    let observations = Observations { desired: Some(desired("v2")), candidate: Health::Ready, window: None, commands: vec![] };
+    let observations = Observations {
+        desired: Some(desired("v2")),
+        candidate: Health::Ready,
+        window: None,
+        commands: vec![],
+    };
     let a = step(sim.rollout.clone(), &observations, sim.now);
     let b = step(sim.rollout.clone(), &observations, sim.now);
     assert_eq!(a, b);
@@ -396,7 +497,11 @@ fn the_same_inputs_give_the_same_decision() {
 enum Input {
     Wait(i64),
     Health(Health),
-    Window { errors_per_mille: u64, p99: f64, complete: bool },
+    Window {
+        errors_per_mille: u64,
+        p99: f64,
+        complete: bool,
+    },
     Command(Command),
     Apply(u8),
 }
@@ -408,13 +513,23 @@ fn input() -> impl Strategy<Value = Input> {
             Just(Health::Starting),
             Just(Health::Ready),
             Just(Health::Unknown),
-            Just(Health::Failed { reason: "exited".into() })
+            Just(Health::Failed {
+                reason: "exited".into()
+            })
         ]
         .prop_map(Input::Health),
-        (0u64..80, 1.0f64..900.0, any::<bool>())
-            .prop_map(|(errors_per_mille, p99, complete)| Input::Window { errors_per_mille, p99, complete }),
-        prop_oneof![Just(Command::Pause), Just(Command::Resume), Just(Command::Promote), Just(Command::Abort)]
-            .prop_map(Input::Command),
+        (0u64..80, 1.0f64..900.0, any::<bool>()).prop_map(|(errors_per_mille, p99, complete)| Input::Window {
+            errors_per_mille,
+            p99,
+            complete
+        }),
+        prop_oneof![
+            Just(Command::Pause),
+            Just(Command::Resume),
+            Just(Command::Promote),
+            Just(Command::Abort)
+        ]
+        .prop_map(Input::Command),
         (1u8..5).prop_map(Input::Apply),
     ]
 }
@@ -447,13 +562,22 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
                 health = h.clone();
                 observations.candidate = health.clone();
             }
-            Input::Window { errors_per_mille, p99, complete } => {
-                observations.window =
-                    Some(Window { complete: *complete, ..window(1000, *errors_per_mille, *p99) });
+            Input::Window {
+                errors_per_mille,
+                p99,
+                complete,
+            } => {
+                observations.window = Some(Window {
+                    complete: *complete,
+                    ..window(1000, *errors_per_mille, *p99)
+                });
             }
             Input::Command(command) => observations.commands.push(*command),
             Input::Apply(n) => {
-                sim.desired = Desired { revision: revision(&format!("v{n}")), plan: plan.clone() };
+                sim.desired = Desired {
+                    revision: revision(&format!("v{n}")),
+                    plan: plan.clone(),
+                };
                 observations.desired = Some(sim.desired.clone());
                 health = Health::Starting;
                 observations.candidate = Health::Starting;
@@ -467,16 +591,31 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
             _ => None,
         });
         if matches!(r.phase, Phase::Deploying | Phase::Progressing) {
-            prop_assert!(r.weight <= plan.max_weight(), "weight {} above the last step {}", r.weight, plan.max_weight());
+            prop_assert!(
+                r.weight <= plan.max_weight(),
+                "weight {} above the last step {}",
+                r.weight,
+                plan.max_weight()
+            );
         }
         if matches!(r.phase, Phase::RollingBack | Phase::RolledBack) {
             prop_assert_eq!(r.weight, 0);
-            prop_assert_eq!(last.clone().map(|(w, c)| (w, c.is_none())), Some((0, true)), "rollback routes 100% to stable");
+            prop_assert_eq!(
+                last.clone().map(|(w, c)| (w, c.is_none())),
+                Some((0, true)),
+                "rollback routes 100% to stable"
+            );
         }
         if phase_before != Phase::RollingBack && r.phase == Phase::RollingBack {
-            prop_assert!(sim.events.iter().any(|(_, s, _)| *s == Severity::Error), "a rollback raises an alert");
+            prop_assert!(
+                sim.events.iter().any(|(_, s, _)| *s == Severity::Error),
+                "a rollback raises an alert"
+            );
         }
-        prop_assert!(r.stable.is_some(), "a service once initialised always has a stable revision");
+        prop_assert!(
+            r.stable.is_some(),
+            "a service once initialised always has a stable revision"
+        );
     }
     Ok(sim)
 }

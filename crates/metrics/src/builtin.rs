@@ -66,7 +66,11 @@ impl BuiltinSource {
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        BuiltinSource { admin, client, state: Mutex::new(State::default()) }
+        BuiltinSource {
+            admin,
+            client,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -75,7 +79,10 @@ impl BuiltinSource {
 
     async fn fetch(&self) -> Result<(Snapshot, Sample), MetricsError> {
         let what = format!("the proxy's snapshot at {}", self.admin);
-        let unavailable = |detail: String| MetricsError::Unavailable { what: what.clone(), detail };
+        let unavailable = |detail: String| MetricsError::Unavailable {
+            what: what.clone(),
+            detail,
+        };
         let response = self
             .client
             .get(format!("http://{}/snapshot", self.admin))
@@ -101,7 +108,11 @@ impl BuiltinSource {
         for baseline in state.baselines.values_mut() {
             let gap = sample.at.duration_since(baseline.last_at);
             let went_back = sample.revisions.iter().any(|(key, now)| {
-                baseline.sample.revisions.get(key).is_some_and(|then| now.requests < then.requests)
+                baseline
+                    .sample
+                    .revisions
+                    .get(key)
+                    .is_some_and(|then| now.requests < then.requests)
             });
             if gap > MAX_GAP || went_back {
                 baseline.continuous = false;
@@ -121,16 +132,29 @@ fn at_of(snapshot: &Snapshot) -> Timestamp {
 fn baseline_for(recent: &VecDeque<Snapshot>, since: Timestamp, latest: &Sample) -> Result<Baseline, MetricsError> {
     let start = recent.iter().rposition(|s| at_of(s) <= since).unwrap_or(0);
     let Some(first) = recent.get(start) else {
-        return Ok(Baseline { since, sample: latest.clone(), last_at: latest.at, continuous: true });
+        return Ok(Baseline {
+            since,
+            sample: latest.clone(),
+            last_at: latest.at,
+            continuous: true,
+        });
     };
-    let sample = sample_of(first).map_err(|detail| MetricsError::Unavailable { what: "a kept snapshot".into(), detail })?;
+    let sample = sample_of(first).map_err(|detail| MetricsError::Unavailable {
+        what: "a kept snapshot".into(),
+        detail,
+    })?;
     let mut last_at = sample.at;
     let mut continuous = true;
     for later in recent.iter().skip(start + 1) {
         continuous &= at_of(later).duration_since(last_at) <= MAX_GAP;
         last_at = at_of(later);
     }
-    Ok(Baseline { since, sample, last_at, continuous })
+    Ok(Baseline {
+        since,
+        sample,
+        last_at,
+        continuous,
+    })
 }
 
 fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
@@ -140,7 +164,11 @@ fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
         let latency_us = revision.decode_hdr().map_err(|e| e.to_string())?;
         revisions.insert(
             (revision.service.clone(), revision.revision.clone()),
-            Counts { requests: revision.requests.total(), errors: revision.requests.server_error, latency_us },
+            Counts {
+                requests: revision.requests.total(),
+                errors: revision.requests.server_error,
+                latency_us,
+            },
         );
     }
     Ok(Sample { at, revisions })
@@ -148,8 +176,14 @@ fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
 
 fn diff(latest: &Sample, base: &Sample, service: &str, revision: &str) -> RevisionWindow {
     let key = (service.to_string(), revision.to_string());
-    let Some(now) = latest.revisions.get(&key) else { return RevisionWindow::default() };
-    let mut window = RevisionWindow { requests: now.requests, errors: now.errors, p99_ms: None };
+    let Some(now) = latest.revisions.get(&key) else {
+        return RevisionWindow::default();
+    };
+    let mut window = RevisionWindow {
+        requests: now.requests,
+        errors: now.errors,
+        p99_ms: None,
+    };
     let mut latency = now.latency_us.clone();
     if let Some(then) = base.revisions.get(&key) {
         window.requests = now.requests.saturating_sub(then.requests);
@@ -175,7 +209,11 @@ impl MetricSource for BuiltinSource {
     async fn window(&self, query: &WindowQuery) -> Result<Window, MetricsError> {
         let mut state = self.state();
         let latest = state.latest.clone().ok_or(MetricsError::NoData)?;
-        if state.baselines.get(&query.service).is_none_or(|b| b.since != query.since) {
+        if state
+            .baselines
+            .get(&query.service)
+            .is_none_or(|b| b.since != query.since)
+        {
             let baseline = baseline_for(&state.recent, query.since, &latest)?;
             state.baselines.insert(query.service.clone(), baseline);
         }

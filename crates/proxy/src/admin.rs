@@ -40,10 +40,7 @@ impl Admin {
 }
 
 /// Routes one admin request.
-pub(crate) async fn handle(
-    admin: Arc<Admin>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+pub(crate) async fn handle(admin: Arc<Admin>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok".to_owned()),
         (&Method::GET, "/routes") => json(StatusCode::OK, &**admin.plane.table.load().spec()),
@@ -61,10 +58,7 @@ pub(crate) async fn handle(
 }
 
 async fn put_routes(admin: &Admin, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let body = match Limited::new(request.into_body(), MAX_TABLE_BYTES)
-        .collect()
-        .await
-    {
+    let body = match Limited::new(request.into_body(), MAX_TABLE_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<LengthLimitError>() => {
             return error_json(
@@ -73,10 +67,7 @@ async fn put_routes(admin: &Admin, request: Request<Incoming>) -> Response<Full<
             );
         }
         Err(error) => {
-            return error_json(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the route table: {error}"),
-            );
+            return error_json(StatusCode::BAD_REQUEST, format!("cannot read the route table: {error}"));
         }
     };
     let table: RouteTable = match serde_json::from_slice(&body) {
@@ -116,10 +107,7 @@ fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut response = error_json(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("allowed methods: {allow}"),
-    );
+    let mut response = error_json(StatusCode::METHOD_NOT_ALLOWED, format!("allowed methods: {allow}"));
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -145,11 +133,7 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     with_content_type(status, body.into(), "text/plain; charset=utf-8")
 }
 
-fn with_content_type(
-    status: StatusCode,
-    body: Bytes,
-    content_type: &'static str,
-) -> Response<Full<Bytes>> {
+fn with_content_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response

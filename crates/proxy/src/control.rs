@@ -25,9 +25,7 @@ pub(crate) enum ApplyError {
     Invalid(#[from] TableError),
     #[error("route table version {offered} is older than the applied version {applied}")]
     Stale { offered: u64, applied: u64 },
-    #[error(
-        "route table version {version} is already applied with different content; push it with a higher version"
-    )]
+    #[error("route table version {version} is already applied with different content; push it with a higher version")]
     Conflicting { version: u64 },
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -73,11 +71,7 @@ struct Listeners {
 }
 
 impl Control {
-    pub(crate) fn new(
-        plane: Arc<DataPlane>,
-        state_file: Option<PathBuf>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub(crate) fn new(plane: Arc<DataPlane>, state_file: Option<PathBuf>, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             plane,
             state_file,
@@ -107,13 +101,9 @@ impl Control {
         }
         if table.version == current.version {
             return if table == *current {
-                Ok(Applied::Unchanged {
-                    version: table.version,
-                })
+                Ok(Applied::Unchanged { version: table.version })
             } else {
-                Err(ApplyError::Conflicting {
-                    version: table.version,
-                })
+                Err(ApplyError::Conflicting { version: table.version })
             };
         }
         let bound = bind_new_listeners(&table, &listeners.active).await?;
@@ -138,12 +128,7 @@ impl Control {
         first_failure
     }
 
-    fn install(
-        &self,
-        listeners: &mut Listeners,
-        table: RouteTable,
-        bound: Vec<(SocketAddr, TcpListener)>,
-    ) {
+    fn install(&self, listeners: &mut Listeners, table: RouteTable, bound: Vec<(SocketAddr, TcpListener)>) {
         let routing = RoutingTable::build(table, &self.plane.table.load(), &self.plane.stats);
         let routed: Vec<SocketAddr> = routing.spec().services.iter().map(|s| s.listen).collect();
         tracing::info!(version = routing.version(), "route table applied");
@@ -152,9 +137,7 @@ impl Control {
         for (listen, listener) in bound {
             let (stop, stopped) = watch::channel(false);
             listeners.active.insert(listen, stop);
-            listeners
-                .tasks
-                .spawn(self.serve_service(listen, listener, stopped));
+            listeners.tasks.spawn(self.serve_service(listen, listener, stopped));
         }
         listeners.active.retain(|listen, stop| {
             let keep = routed.contains(listen);
@@ -205,13 +188,11 @@ async fn bind_new_listeners(
         if active.contains_key(&service.listen) {
             continue;
         }
-        let listener = TcpListener::bind(service.listen)
-            .await
-            .map_err(|source| BindError {
-                service: service.name.clone(),
-                listen: service.listen,
-                source,
-            })?;
+        let listener = TcpListener::bind(service.listen).await.map_err(|source| BindError {
+            service: service.name.clone(),
+            listen: service.listen,
+            source,
+        })?;
         bound.push((service.listen, listener));
     }
     Ok(bound)

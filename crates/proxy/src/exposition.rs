@@ -76,18 +76,15 @@ impl Collector for PlaneCollector {
         for (stats, counts) in &revisions {
             let labels = [("service", stats.service()), ("revision", stats.revision())];
             let buckets: Vec<(f64, u64)> = bounds.iter().copied().zip(counts.buckets).collect();
-            durations
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(
-                    counts.latency_sum_us as f64 / 1_000_000.0,
-                    counts.by_class.iter().sum(),
-                    &buckets,
-                    None,
-                )?;
+            durations.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                counts.latency_sum_us as f64 / 1_000_000.0,
+                counts.by_class.iter().sum(),
+                &buckets,
+                None,
+            )?;
         }
 
-        let version =
-            ConstGauge::new(i64::try_from(self.plane.table.load().version()).unwrap_or(i64::MAX));
+        let version = ConstGauge::new(i64::try_from(self.plane.table.load().version()).unwrap_or(i64::MAX));
         let gauge = encoder.encode_descriptor(
             "sluice_proxy_routes_version",
             "Version of the route table in effect.",

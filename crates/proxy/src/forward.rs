@@ -46,8 +46,7 @@ pub(crate) struct Origin {
 
 impl Origin {
     pub(crate) fn new(listen: SocketAddr, peer: SocketAddr) -> Self {
-        let client_ip = HeaderValue::try_from(peer.ip().to_string())
-            .expect("an IP address is a valid header value");
+        let client_ip = HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value");
         Self { listen, client_ip }
     }
 }
@@ -85,17 +84,11 @@ pub(crate) async fn forward(
         Ok(response) => downstream_response(response),
         Err(error) => bad_gateway(backend, instance, &error),
     };
-    backend
-        .stats()
-        .record(response.status(), received.elapsed());
+    backend.stats().record(response.status(), received.elapsed());
     Ok(response)
 }
 
-fn upstream_request(
-    request: Request<Incoming>,
-    instance: &Instance,
-    client_ip: &HeaderValue,
-) -> Request<Incoming> {
+fn upstream_request(request: Request<Incoming>, instance: &Instance, client_ip: &HeaderValue) -> Request<Incoming> {
     let (mut parts, body) = request.into_parts();
     if !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -134,10 +127,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
-            if token.is_empty()
-                || token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-            {
+            if token.is_empty() || token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -177,11 +167,7 @@ fn bad_gateway(
     } else {
         "failed to answer from"
     };
-    let mut body = format!(
-        "revision {}: {what} instance {}",
-        backend.revision(),
-        instance.addr
-    );
+    let mut body = format!("revision {}: {what} instance {}", backend.revision(), instance.addr);
     let mut cause: Option<&dyn StdError> = Some(error);
     while let Some(current) = cause {
         let _ = write!(body, ": {current}");
@@ -210,16 +196,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         headers.insert("x-kept", HeaderValue::from_static("yes"));
         strip_hop_by_hop(&mut headers);
         let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();

@@ -74,20 +74,13 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         initial,
     } = config;
     let table = starting_table(state_file.as_deref(), initial).await?;
-    let admin_error = |source| ProxyError::AdminBind {
-        addr: admin,
-        source,
-    };
+    let admin_error = |source| ProxyError::AdminBind { addr: admin, source };
     let admin_listener = TcpListener::bind(admin).await.map_err(admin_error)?;
     let admin_addr = admin_listener.local_addr().map_err(admin_error)?;
 
     let plane = Arc::new(DataPlane::new());
     let (shutdown, shutdown_signal) = watch::channel(false);
-    let control = Arc::new(Control::new(
-        plane.clone(),
-        state_file.clone(),
-        shutdown_signal.clone(),
-    ));
+    let control = Arc::new(Control::new(plane.clone(), state_file.clone(), shutdown_signal.clone()));
     control.install_initial(table).await?;
     if let Some(path) = &state_file {
         // Written last, so a supervisor that finds the address finds a proxy already serving.
@@ -114,10 +107,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
 }
 
 /// Runs until SIGTERM/SIGINT or the shutdown future resolves: then stops accepting, finishes in-flight requests (bounded, e.g. 10 s) and returns.
-pub async fn run(
-    config: ProxyConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ProxyError> {
+pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
     let proxy = start(config).await?;
@@ -129,10 +119,7 @@ pub async fn run(
     proxy.shutdown().await
 }
 
-async fn starting_table(
-    state_file: Option<&Path>,
-    initial: Option<RouteTable>,
-) -> Result<RouteTable, ProxyError> {
+async fn starting_table(state_file: Option<&Path>, initial: Option<RouteTable>) -> Result<RouteTable, ProxyError> {
     if let Some(path) = state_file
         && let Some(table) = state_file::load(path).await
     {

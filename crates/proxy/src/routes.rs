@@ -61,9 +61,7 @@ pub enum TableError {
         second: String,
     },
     /// Port 0 would bind a random port that no client knows.
-    #[error(
-        "service {service:?} listens on {listen}: port 0 is not allowed, clients need a fixed port"
-    )]
+    #[error("service {service:?} listens on {listen}: port 0 is not allowed, clients need a fixed port")]
     PortZero {
         /// The service.
         service: String,
@@ -188,10 +186,7 @@ mod tests {
     }
 
     fn table(services: Vec<ServiceRoute>) -> RouteTable {
-        RouteTable {
-            version: 1,
-            services,
-        }
+        RouteTable { version: 1, services }
     }
 
     #[test]
@@ -218,10 +213,7 @@ mod tests {
     fn rejects_tables_that_would_confuse_routing_or_metrics() {
         let cases = [
             (
-                table(vec![
-                    service("web", 8080, vec![]),
-                    service("web", 8081, vec![]),
-                ]),
+                table(vec![service("web", 8080, vec![]), service("web", 8081, vec![])]),
                 "service \"web\" is listed twice",
             ),
             (
@@ -261,11 +253,7 @@ mod tests {
 
     #[test]
     fn json_uses_camel_case_field_names() {
-        let t = table(vec![service(
-            "web",
-            8080,
-            vec![backend("v1", 100, &[9001])],
-        )]);
+        let t = table(vec![service("web", 8080, vec![backend("v1", 100, &[9001])])]);
         let json = serde_json::to_value(&t).expect("serializes");
         assert_eq!(
             json,

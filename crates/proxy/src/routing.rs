@@ -204,11 +204,7 @@ mod tests {
         assert_eq!(picks(&second, 1)[0].0, "v2", "continues the old cycle");
         let third = RoutingTable::build(web([1, 2]), &second, &stats);
         let revisions: Vec<String> = picks(&third, 3).into_iter().map(|p| p.0).collect();
-        assert_eq!(
-            revisions,
-            ["v2", "v1", "v2"],
-            "a changed service starts afresh"
-        );
+        assert_eq!(revisions, ["v2", "v1", "v2"], "a changed service starts afresh");
     }
 
     #[test]

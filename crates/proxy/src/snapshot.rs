@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// Upper bounds, in milliseconds, of the latency buckets of the snapshot and of `/metrics` (where they are in seconds).
 pub const LATENCY_BOUNDS_MS: [f64; 19] = [
-    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0,
-    1000.0, 2500.0, 5000.0, 10000.0,
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 2500.0,
+    5000.0, 10000.0,
 ];
 
 /// Everything the proxy measured, at one instant.
@@ -114,13 +114,11 @@ impl RevisionSnapshot {
     /// The exact latency distribution (microseconds) since the proxy started; subtract an earlier
     /// snapshot's histogram to get a window's quantiles.
     pub fn decode_hdr(&self) -> Result<Histogram<u64>, HdrDecodeError> {
-        let bytes = STANDARD
-            .decode(&self.hdr)
-            .map_err(|source| HdrDecodeError::Base64 {
-                service: self.service.clone(),
-                revision: self.revision.clone(),
-                source,
-            })?;
+        let bytes = STANDARD.decode(&self.hdr).map_err(|source| HdrDecodeError::Base64 {
+            service: self.service.clone(),
+            revision: self.revision.clone(),
+            source,
+        })?;
         Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|source| HdrDecodeError::Histogram {
@@ -219,9 +217,7 @@ mod tests {
         };
         let error = snapshot.decode_hdr().expect_err("not a histogram");
         assert!(
-            error
-                .to_string()
-                .starts_with("hdr of web/v2 is not an HdrHistogram"),
+            error.to_string().starts_with("hdr of web/v2 is not an HdrHistogram"),
             "{error}"
         );
     }

@@ -61,15 +61,8 @@ pub(crate) async fn save(path: &Path, table: &RouteTable) -> Result<(), StateFil
 }
 
 /// Writes `<state_file>.admin`: the bound admin address on one line.
-pub(crate) async fn save_admin_address(
-    state_file: &Path,
-    admin: SocketAddr,
-) -> Result<(), StateFileError> {
-    write_atomically(
-        admin_address_path(state_file),
-        format!("{admin}\n").into_bytes(),
-    )
-    .await
+pub(crate) async fn save_admin_address(state_file: &Path, admin: SocketAddr) -> Result<(), StateFileError> {
+    write_atomically(admin_address_path(state_file), format!("{admin}\n").into_bytes()).await
 }
 
 /// `<state_file>.admin`, next to the state file.
@@ -123,10 +116,7 @@ mod tests {
         };
         save(&path, &table).await.expect("saved");
         assert_eq!(load(&path).await, Some(table));
-        assert!(
-            !with_suffix(&path, ".tmp").exists(),
-            "no temporary file is left behind"
-        );
+        assert!(!with_suffix(&path, ".tmp").exists(), "no temporary file is left behind");
     }
 
     #[tokio::test]

@@ -40,13 +40,7 @@ pub(crate) struct Counts {
 
 impl Counts {
     pub(crate) fn status_classes(&self) -> StatusClassCounts {
-        let [
-            informational,
-            success,
-            redirection,
-            client_error,
-            server_error,
-        ] = self.by_class;
+        let [informational, success, redirection, client_error, server_error] = self.by_class;
         StatusClassCounts {
             informational,
             success,
@@ -194,9 +188,7 @@ impl StatsRegistry {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), Arc<RevisionStats>>> {
         // The map is only inserted into or filtered, which leaves it consistent after a panic.
-        self.revisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.revisions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -238,10 +230,7 @@ mod tests {
         );
         let last = snapshot.latency_buckets_ms.last().expect("+Inf bucket");
         assert_eq!((last.le, last.count), (f64::INFINITY, 5));
-        assert_eq!(
-            snapshot.latency_buckets_ms[1].count, 1,
-            "only 1 ms is <= 1 ms"
-        );
+        assert_eq!(snapshot.latency_buckets_ms[1].count, 1, "only 1 ms is <= 1 ms");
         assert_eq!(snapshot.latency_sum_ms, 736.0);
         let hdr = snapshot.decode_hdr().expect("hdr decodes");
         assert_eq!(hdr.len(), 5);
@@ -257,11 +246,7 @@ mod tests {
             .record(StatusCode::OK, Duration::from_millis(1));
         let held = registry.revision("web", "held");
         registry.forget_unused();
-        let names: Vec<String> = registry
-            .all()
-            .iter()
-            .map(|s| s.revision().to_owned())
-            .collect();
+        let names: Vec<String> = registry.all().iter().map(|s| s.revision().to_owned()).collect();
         assert_eq!(names, ["busy", "held"]);
         drop(held);
     }

@@ -26,7 +26,11 @@ impl BuiltinRouter {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        BuiltinRouter { admin, client, lock: Mutex::new(()) }
+        BuiltinRouter {
+            admin,
+            client,
+            lock: Mutex::new(()),
+        }
     }
 
     /// The proxy's admin address.
@@ -36,8 +40,16 @@ impl BuiltinRouter {
 
     /// The proxy's current table.
     pub async fn current(&self) -> Result<RouteTable, RouterError> {
-        let unreachable = |source| RouterError::Unreachable { addr: self.admin, source };
-        let response = self.client.get(format!("http://{}/routes", self.admin)).send().await.map_err(unreachable)?;
+        let unreachable = |source| RouterError::Unreachable {
+            addr: self.admin,
+            source,
+        };
+        let response = self
+            .client
+            .get(format!("http://{}/routes", self.admin))
+            .send()
+            .await
+            .map_err(unreachable)?;
         let response = self.check(response).await?;
         response.json().await.map_err(unreachable)
     }
@@ -62,7 +74,10 @@ impl BuiltinRouter {
             .json(table)
             .send()
             .await
-            .map_err(|source| RouterError::Unreachable { addr: self.admin, source })?;
+            .map_err(|source| RouterError::Unreachable {
+                addr: self.admin,
+                source,
+            })?;
         self.check(response).await.map(drop)
     }
 
@@ -72,7 +87,11 @@ impl BuiltinRouter {
             return Ok(response);
         }
         let message = response.text().await.unwrap_or_default();
-        Err(RouterError::Refused { addr: self.admin, status: status.as_u16(), message })
+        Err(RouterError::Refused {
+            addr: self.admin,
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 
@@ -83,7 +102,11 @@ fn service_route(routing: &ServiceRouting) -> ServiceRoute {
         backends: routing
             .revisions
             .iter()
-            .map(|r| Backend { revision: r.revision.clone(), weight: u32::from(r.weight), instances: r.instances.clone() })
+            .map(|r| Backend {
+                revision: r.revision.clone(),
+                weight: u32::from(r.weight),
+                instances: r.instances.clone(),
+            })
             .collect(),
     }
 }

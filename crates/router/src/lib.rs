@@ -40,7 +40,11 @@ pub enum RouterError {
     Unreachable { addr: SocketAddr, source: reqwest::Error },
     /// The data plane refused the routing.
     #[error("router: the proxy at {addr} refused the route table ({status}): {message}")]
-    Refused { addr: SocketAddr, status: u16, message: String },
+    Refused {
+        addr: SocketAddr,
+        status: u16,
+        message: String,
+    },
 }
 
 /// A data plane that can be told how to split traffic. Implementations must be idempotent: applying the same

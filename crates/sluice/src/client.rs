@@ -32,12 +32,19 @@ impl Client {
         let info = data_dir.daemon_info()?;
         let token = data_dir.token(false)?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Client { base: format!("http://{}", info.api), token, http })
+        Ok(Client {
+            base: format!("http://{}", info.api),
+            token,
+            http,
+        })
     }
 
     /// Calls the API and decodes its JSON answer.
     pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<String>) -> Result<T> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.header("content-type", "application/yaml").body(body);
         }
@@ -48,7 +55,10 @@ impl Client {
         let status = response.status();
         let text = response.text().await.context("the daemon's answer was cut off")?;
         if !status.is_success() {
-            let body: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody { error: text, errors: vec![] });
+            let body: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody {
+                error: text,
+                errors: vec![],
+            });
             let mut message = body.error;
             for error in body.errors {
                 message.push_str("\n  ");

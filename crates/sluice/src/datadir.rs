@@ -76,8 +76,13 @@ impl DataDir {
     /// The running daemon's self-description, if one has published it.
     pub fn daemon_info(&self) -> Result<DaemonInfo> {
         let path = self.daemon_file();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("no daemon found for {} (is `sluice serve --data-dir {}` running?)", self.root.display(), self.root.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no daemon found for {} (is `sluice serve --data-dir {}` running?)",
+                self.root.display(),
+                self.root.display()
+            )
+        })?;
         serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
     }
 

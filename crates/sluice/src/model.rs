@@ -59,7 +59,12 @@ pub struct InstanceView {
 
 impl ServiceStatus {
     /// Builds the status document from the stored rollout.
-    pub fn new(desired: RevisionRef, rollout: &Rollout, events: Vec<StoredEvent>, instances: Vec<InstanceView>) -> Self {
+    pub fn new(
+        desired: RevisionRef,
+        rollout: &Rollout,
+        events: Vec<StoredEvent>,
+        instances: Vec<InstanceView>,
+    ) -> Self {
         let plan = rollout.plan.as_ref();
         ServiceStatus {
             name: rollout.service.clone(),

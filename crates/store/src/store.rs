@@ -21,7 +21,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// A stored document did not decode (written by a newer Sluice, or damaged).
     #[error("store: cannot decode the stored {what}: {source}")]
-    Decode { what: &'static str, source: serde_json::Error },
+    Decode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     /// The database's schema is newer than this binary knows.
     #[error("store: the database has schema version {found}, newer than this Sluice's {known}; upgrade Sluice")]
     TooNew { found: i64, known: usize },
@@ -132,7 +135,9 @@ impl Store {
                 },
             )
             .optional()?;
-        let Some((yaml, spec_json, name, checksum, applied_at)) = row else { return Ok(None) };
+        let Some((yaml, spec_json, name, checksum, applied_at)) = row else {
+            return Ok(None);
+        };
         Ok(Some(AppliedSpec {
             yaml,
             spec: decode("spec", &spec_json)?,
@@ -145,7 +150,9 @@ impl Store {
     pub fn services(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut statement = conn.prepare("SELECT service FROM specs ORDER BY service")?;
-        let names = statement.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let names = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(names)
     }
 
@@ -178,12 +185,17 @@ impl Store {
     pub fn rollout(&self, service: &str) -> Result<Option<(Rollout, Vec<Action>)>, StoreError> {
         let row: Option<(String, String)> = self
             .conn()
-            .query_row("SELECT state_json, pending_json FROM rollouts WHERE service = ?1", [service], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+            .query_row(
+                "SELECT state_json, pending_json FROM rollouts WHERE service = ?1",
+                [service],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .optional()?;
         let Some((state, pending)) = row else { return Ok(None) };
-        Ok(Some((decode("rollout state", &state)?, decode("pending actions", &pending)?)))
+        Ok(Some((
+            decode("rollout state", &state)?,
+            decode("pending actions", &pending)?,
+        )))
     }
 
     /// Persists a decision before anything acts on it: the new state, its actions as pending, the events it
@@ -209,12 +221,20 @@ impl Store {
             if let Action::Record(event) = action {
                 tx.execute(
                     "INSERT INTO events (service, at, severity, message) VALUES (?1, ?2, ?3, ?4)",
-                    params![rollout.service, event.at.to_string(), encode(&event.severity)?, event.message],
+                    params![
+                        rollout.service,
+                        event.at.to_string(),
+                        encode(&event.severity)?,
+                        event.message
+                    ],
                 )?;
             }
         }
         if let Some(last) = commands_through {
-            tx.execute("DELETE FROM commands WHERE service = ?1 AND id <= ?2", params![rollout.service, last])?;
+            tx.execute(
+                "DELETE FROM commands WHERE service = ?1 AND id <= ?2",
+                params![rollout.service, last],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -230,7 +250,13 @@ impl Store {
     }
 
     /// Appends an event that no decision produced (the controller's own observations).
-    pub fn record_event(&self, service: &str, at: Timestamp, severity: Severity, message: &str) -> Result<(), StoreError> {
+    pub fn record_event(
+        &self,
+        service: &str,
+        at: Timestamp,
+        severity: Severity,
+        message: &str,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO events (service, at, severity, message) VALUES (?1, ?2, ?3, ?4)",
             params![service, at.to_string(), encode(&severity)?, message],
@@ -246,7 +272,12 @@ impl Store {
         )?;
         let rows = statement
             .query_map(params![service, after_id, limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
@@ -287,7 +318,9 @@ impl Store {
         let rows = statement
             .query_map([service], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(|(id, json)| Ok((id, decode("command", &json)?))).collect()
+        rows.into_iter()
+            .map(|(id, json)| Ok((id, decode("command", &json)?)))
+            .collect()
     }
 
     /// Remembers a supervised process under `name`.
@@ -304,12 +337,18 @@ impl Store {
     pub fn process(&self, name: &str) -> Result<Option<ProcessRecord>, StoreError> {
         let row: Option<(u32, i64, String)> = self
             .conn()
-            .query_row("SELECT pid, start_time, info_json FROM processes WHERE name = ?1", [name], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
+            .query_row(
+                "SELECT pid, start_time, info_json FROM processes WHERE name = ?1",
+                [name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
             .optional()?;
         row.map(|(pid, start_time, info)| {
-            Ok(ProcessRecord { pid, start_time: start_time as u64, info: decode("process record", &info)? })
+            Ok(ProcessRecord {
+                pid,
+                start_time: start_time as u64,
+                info: decode("process record", &info)?,
+            })
         })
         .transpose()
     }
@@ -348,7 +387,8 @@ impl Ledger for Store {
     fn load(&self) -> Result<Vec<(RevisionKey, InstanceRecord)>, LedgerError> {
         let conn = self.conn();
         let rows = (|| -> Result<Vec<(String, String, String)>, rusqlite::Error> {
-            let mut statement = conn.prepare("SELECT service, revision, record_json FROM instances ORDER BY service, revision, idx")?;
+            let mut statement =
+                conn.prepare("SELECT service, revision, record_json FROM instances ORDER BY service, revision, idx")?;
             let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
         })()
@@ -367,7 +407,10 @@ fn ledger_error(error: StoreError) -> LedgerError {
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Decode { what: "value to store", source })
+    serde_json::to_string(value).map_err(|source| StoreError::Decode {
+        what: "value to store",
+        source,
+    })
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, json: &str) -> Result<T, StoreError> {
@@ -377,7 +420,10 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, json: &str) -> Resul
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version as usize > MIGRATIONS.len() {
-        return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() });
+        return Err(StoreError::TooNew {
+            found: version,
+            known: MIGRATIONS.len(),
+        });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;

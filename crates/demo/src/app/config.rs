@@ -42,9 +42,7 @@ pub enum InvalidAppConfig {
     #[error(transparent)]
     ErrorRate(#[from] InvalidErrorRate),
     /// The revision name cannot travel in the `x-revision` header.
-    #[error(
-        "revision {revision:?} must be non-empty visible ASCII to fit in the x-revision header"
-    )]
+    #[error("revision {revision:?} must be non-empty visible ASCII to fit in the x-revision header")]
     Revision {
         /// The rejected name.
         revision: String,
@@ -65,9 +63,7 @@ fn parse_error_rate(text: &str) -> Result<f64, ErrorRateArgError> {
     let rate: f64 = text
         .trim()
         .parse()
-        .map_err(|_| ErrorRateArgError::NotANumber {
-            text: text.to_owned(),
-        })?;
+        .map_err(|_| ErrorRateArgError::NotANumber { text: text.to_owned() })?;
     if (0.0..=1.0).contains(&rate) {
         Ok(rate)
     } else {

@@ -38,17 +38,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
     }
     let (number, nanos_per_unit) = UNITS
         .iter()
-        .find_map(|(suffix, nanos)| {
-            trimmed
-                .strip_suffix(suffix)
-                .map(|number| (number.trim(), *nanos))
-        })
-        .ok_or_else(|| ParseDurationError::MissingUnit {
-            text: text.to_owned(),
-        })?;
-    let invalid = || ParseDurationError::InvalidNumber {
-        text: text.to_owned(),
-    };
+        .find_map(|(suffix, nanos)| trimmed.strip_suffix(suffix).map(|number| (number.trim(), *nanos)))
+        .ok_or_else(|| ParseDurationError::MissingUnit { text: text.to_owned() })?;
+    let invalid = || ParseDurationError::InvalidNumber { text: text.to_owned() };
     // Whole numbers stay in integers so `5ms` is exactly five milliseconds, not a float's neighbour
     // of it.
     if let Ok(whole) = number.parse::<u64>() {

@@ -64,10 +64,7 @@ mod tests {
                 .iter()
                 .all(|d| (Duration::from_millis(10)..Duration::from_millis(30)).contains(d))
         );
-        let below_middle = delays
-            .iter()
-            .filter(|d| **d < Duration::from_millis(20))
-            .count();
+        let below_middle = delays.iter().filter(|d| **d < Duration::from_millis(20)).count();
         assert!(
             (400..=600).contains(&below_middle),
             "{below_middle} of 1000 below the middle"

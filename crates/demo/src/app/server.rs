@@ -82,12 +82,8 @@ impl AppHandle {
         drop(stop);
         match server.await {
             Ok(result) => result,
-            Err(join_error) if join_error.is_panic() => {
-                std::panic::resume_unwind(join_error.into_panic())
-            }
-            Err(join_error) => Err(io::Error::other(format!(
-                "demo app task was cancelled: {join_error}"
-            ))),
+            Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
+            Err(join_error) => Err(io::Error::other(format!("demo app task was cancelled: {join_error}"))),
         }
     }
 }
@@ -153,10 +149,7 @@ impl Behaviour {
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(REVISION_HEADER, self.revision.clone());
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         response
     }
 }
@@ -189,11 +182,7 @@ async fn discard_body(mut body: Incoming) {
     }
 }
 
-async fn serve_on(
-    listener: TcpListener,
-    behaviour: Behaviour,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+async fn serve_on(listener: TcpListener, behaviour: Behaviour, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let drain_deadline = behaviour.drain_deadline();
     let behaviour = Arc::new(behaviour);
     let graceful = GracefulShutdown::new();
@@ -222,14 +211,8 @@ async fn serve_on(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain_deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            ?drain_deadline,
-            "demo app shut down with requests still in flight"
-        );
+    if tokio::time::timeout(drain_deadline, graceful.shutdown()).await.is_err() {
+        warn!(?drain_deadline, "demo app shut down with requests still in flight");
     }
     Ok(())
 }

@@ -174,18 +174,16 @@ impl PreparedRequest {
             .map_err(|error| invalid_path(Some(error)))?;
         let mut headers = HeaderMap::with_capacity(template.headers.len());
         for (name, value) in &template.headers {
-            let header_name = HeaderName::try_from(name.as_str()).map_err(|source| {
-                LoadConfigError::InvalidHeaderName {
+            let header_name =
+                HeaderName::try_from(name.as_str()).map_err(|source| LoadConfigError::InvalidHeaderName {
                     name: name.clone(),
                     source,
-                }
-            })?;
-            let header_value = HeaderValue::try_from(value.as_str()).map_err(|source| {
-                LoadConfigError::InvalidHeaderValue {
+                })?;
+            let header_value =
+                HeaderValue::try_from(value.as_str()).map_err(|source| LoadConfigError::InvalidHeaderValue {
                     name: name.clone(),
                     source,
-                }
-            })?;
+                })?;
             headers.append(header_name, header_value);
         }
         Ok(Self {
@@ -236,19 +234,14 @@ mod tests {
     #[test]
     fn rates_that_cannot_be_paced_are_rejected() {
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
-            let error =
-                LoadPlan::new(&config_with(vec![RequestTemplate::get("/")], rate)).unwrap_err();
-            assert!(
-                matches!(error, LoadConfigError::InvalidRate { .. }),
-                "{rate}: {error}"
-            );
+            let error = LoadPlan::new(&config_with(vec![RequestTemplate::get("/")], rate)).unwrap_err();
+            assert!(matches!(error, LoadConfigError::InvalidRate { .. }), "{rate}: {error}");
         }
     }
 
     #[test]
     fn bad_templates_are_rejected_with_the_offending_part() {
-        let relative =
-            LoadPlan::new(&config_with(vec![RequestTemplate::get("hello")], 1.0)).unwrap_err();
+        let relative = LoadPlan::new(&config_with(vec![RequestTemplate::get("hello")], 1.0)).unwrap_err();
         assert!(relative.to_string().contains("\"hello\""), "{relative}");
 
         let mut bad_header = RequestTemplate::get("/");

@@ -46,11 +46,7 @@ pub fn start(config: LoadConfig) -> Result<LoadHandle, LoadConfigError> {
     let stats = Arc::new(LoadStats::new(started));
     let (stop, stop_requested) = watch::channel(false);
     let driver = tokio::spawn(drive(plan, started, Arc::clone(&stats), stop_requested));
-    Ok(LoadHandle {
-        stats,
-        stop,
-        driver,
-    })
+    Ok(LoadHandle { stats, stop, driver })
 }
 
 /// A load run in progress. Dropping the handle stops scheduling, like [`LoadHandle::stop`].
@@ -83,12 +79,7 @@ impl LoadHandle {
     }
 }
 
-async fn drive(
-    plan: LoadPlan,
-    started: Instant,
-    stats: Arc<LoadStats>,
-    mut stop_requested: watch::Receiver<bool>,
-) {
+async fn drive(plan: LoadPlan, started: Instant, stats: Arc<LoadStats>, mut stop_requested: watch::Receiver<bool>) {
     let client = http_client(&plan);
     // A duration too long to add to an instant is a run without a deadline; the other bounds still
     // hold.
@@ -180,11 +171,7 @@ impl Exchange {
     async fn run(self, client: HttpClient, stats: Arc<LoadStats>, _slot: OwnedSemaphorePermit) {
         match tokio::time::timeout(self.timeout, send(&client, self.request.to_request())).await {
             Ok(Ok(answer)) => {
-                stats.record_response(
-                    answer.revision.as_deref(),
-                    answer.status,
-                    self.scheduled_at.elapsed(),
-                );
+                stats.record_response(answer.revision.as_deref(), answer.status, self.scheduled_at.elapsed());
             }
             Ok(Err(error)) => {
                 debug!(error = ?error, "load request failed");

@@ -151,12 +151,7 @@ impl LoadStats {
         self.dropped.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn record_response(
-        &self,
-        revision: Option<&str>,
-        status: StatusCode,
-        latency: Duration,
-    ) {
+    pub(crate) fn record_response(&self, revision: Option<&str>, status: StatusCode, latency: Duration) {
         self.lock_tallies()
             .record(revision.unwrap_or(UNKNOWN_REVISION), |tally| {
                 tally.count_response(status, latency)
@@ -201,9 +196,7 @@ struct Tallies {
 impl Tallies {
     fn record(&mut self, revision: &str, count: impl Fn(&mut Tally)) {
         count(&mut self.all);
-        let key = if self.per_revision.contains_key(revision)
-            || self.per_revision.len() < MAX_TRACKED_REVISIONS
-        {
+        let key = if self.per_revision.contains_key(revision) || self.per_revision.len() < MAX_TRACKED_REVISIONS {
             revision
         } else {
             OTHER_REVISIONS
@@ -298,9 +291,7 @@ impl Tally {
             ok: self.ok.saturating_sub(earlier.ok),
             client_errors: self.client_errors.saturating_sub(earlier.client_errors),
             server_errors: self.server_errors.saturating_sub(earlier.server_errors),
-            transport_errors: self
-                .transport_errors
-                .saturating_sub(earlier.transport_errors),
+            transport_errors: self.transport_errors.saturating_sub(earlier.transport_errors),
             latency,
         }
     }
@@ -330,13 +321,7 @@ impl Tally {
 mod tests {
     use super::*;
 
-    fn record_many(
-        stats: &LoadStats,
-        revision: &str,
-        status: StatusCode,
-        latency_ms: u64,
-        count: u64,
-    ) {
+    fn record_many(stats: &LoadStats, revision: &str, status: StatusCode, latency_ms: u64, count: u64) {
         for _ in 0..count {
             stats.record_sent();
             stats.record_response(Some(revision), status, Duration::from_millis(latency_ms));
@@ -362,31 +347,17 @@ mod tests {
         let snapshot = stats.snapshot();
 
         assert_eq!(snapshot.elapsed, Duration::from_secs(2));
-        assert_eq!(
-            (snapshot.sent, snapshot.dropped, snapshot.in_flight),
-            (13, 1, 1)
-        );
-        let names: Vec<&str> = snapshot
-            .revisions
-            .iter()
-            .map(|r| r.revision.as_str())
-            .collect();
+        assert_eq!((snapshot.sent, snapshot.dropped, snapshot.in_flight), (13, 1, 1));
+        let names: Vec<&str> = snapshot.revisions.iter().map(|r| r.revision.as_str()).collect();
         assert_eq!(names, ["?", "v1", "v2"]);
         let v1 = revision(&snapshot.revisions, "v1");
-        assert_eq!(
-            (v1.requests, v1.ok, v1.client_errors, v1.server_errors),
-            (9, 9, 1, 0)
-        );
+        assert_eq!((v1.requests, v1.ok, v1.client_errors, v1.server_errors), (9, 9, 1, 0));
         assert_eq!(v1.success_ratio(), Some(1.0));
         let v2 = revision(&snapshot.revisions, "v2");
         assert_eq!((v2.requests, v2.ok, v2.server_errors), (2, 0, 2));
         assert_eq!(revision(&snapshot.revisions, "?").transport_errors, 1);
         assert_eq!(
-            (
-                snapshot.total.requests,
-                snapshot.total.ok,
-                snapshot.total.server_errors
-            ),
+            (snapshot.total.requests, snapshot.total.ok, snapshot.total.server_errors),
             (12, 9, 2)
         );
         assert!(

@@ -12,10 +12,7 @@ async fn admin_answers_health_and_rejects_what_it_does_not_serve() {
     let admin = proxy.admin_addr();
     let client = client();
 
-    assert_eq!(
-        get(&client, admin, "/healthz").await,
-        (StatusCode::OK, "ok".to_owned())
-    );
+    assert_eq!(get(&client, admin, "/healthz").await, (StatusCode::OK, "ok".to_owned()));
 
     let (status, body) = get(&client, admin, "/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

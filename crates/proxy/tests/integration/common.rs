@@ -47,9 +47,7 @@ impl TestBackend {
     }
 
     pub async fn start_with(name: &'static str, behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let hits = Arc::new(AtomicU64::new(0));
         let counter = hits.clone();
@@ -106,12 +104,7 @@ async fn answer(
     let secret = seen("x-secret");
     let path = request.uri().to_string();
     let echo = request.method() == http::Method::POST;
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .expect("request body")
-        .to_bytes();
+    let body = request.into_body().collect().await.expect("request body").to_bytes();
     let status = match behaviour.fail_every {
         Some(n) if hit.is_multiple_of(n) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::OK,
@@ -139,18 +132,11 @@ pub fn client() -> TestClient {
 }
 
 /// Sends one request and returns the status, headers and body.
-pub async fn send(
-    client: &TestClient,
-    request: Request<Full<Bytes>>,
-) -> (StatusCode, http::HeaderMap, String) {
+pub async fn send(client: &TestClient, request: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
     let response = client.request(request).await.expect("proxy answers");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("response body").to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 pub async fn get(client: &TestClient, addr: SocketAddr, path: &str) -> (StatusCode, String) {
@@ -178,11 +164,7 @@ pub fn table(version: u64, services: Vec<ServiceRoute>) -> RouteTable {
     RouteTable { version, services }
 }
 
-pub fn service(
-    name: &str,
-    listen: SocketAddr,
-    backends: &[(&str, u32, &[SocketAddr])],
-) -> ServiceRoute {
+pub fn service(name: &str, listen: SocketAddr, backends: &[(&str, u32, &[SocketAddr])]) -> ServiceRoute {
     ServiceRoute {
         name: name.to_owned(),
         listen,
@@ -208,21 +190,14 @@ pub async fn start_proxy(initial: Option<RouteTable>) -> ProxyHandle {
 }
 
 /// `PUT /routes`; returns the status and the JSON answer.
-pub async fn put_routes(
-    client: &TestClient,
-    admin: SocketAddr,
-    table: &RouteTable,
-) -> (StatusCode, serde_json::Value) {
+pub async fn put_routes(client: &TestClient, admin: SocketAddr, table: &RouteTable) -> (StatusCode, serde_json::Value) {
     let body = serde_json::to_vec(table).expect("table serializes");
     let request = Request::put(format!("http://{admin}/routes"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("request");
     let (status, _, body) = send(client, request).await;
-    (
-        status,
-        serde_json::from_str(&body).expect("admin answers JSON"),
-    )
+    (status, serde_json::from_str(&body).expect("admin answers JSON"))
 }
 
 pub async fn get_routes(client: &TestClient, admin: SocketAddr) -> RouteTable {

@@ -47,9 +47,7 @@ async fn request_bodies_are_forwarded_and_answers_streamed_back() {
     )))
     .await;
 
-    let payload: String = (0..200_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
+    let payload: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let request = Request::post(format!("http://{listen}/upload"))
         .body(Full::new(Bytes::from(payload.clone())))
         .expect("request");
@@ -73,10 +71,7 @@ async fn a_service_without_weighted_revisions_answers_503() {
 
     let (status, body) = get(&client(), listen, "/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        body,
-        "service web: no revision has a non-zero weight and instances"
-    );
+    assert_eq!(body, "service web: no revision has a non-zero weight and instances");
     assert_eq!(backend.hits(), 0);
     proxy.shutdown().await.expect("clean shutdown");
 }
@@ -91,9 +86,7 @@ async fn http2_prior_knowledge_clients_are_served() {
     )))
     .await;
 
-    let h2: TestClient = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let h2: TestClient = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
     let request = Request::get(format!("http://{listen}/h2"))
         .body(Full::default())
         .expect("request");
@@ -119,10 +112,7 @@ async fn run_finishes_in_flight_requests_before_returning() {
         ProxyConfig {
             admin: "127.0.0.1:0".parse().expect("admin address"),
             state_file: None,
-            initial: Some(table(
-                1,
-                vec![service("web", listen, &[("v1", 100, &[slow.addr])])],
-            )),
+            initial: Some(table(1, vec![service("web", listen, &[("v1", 100, &[slow.addr])])])),
         },
         async move {
             let _ = stopped.await;
@@ -151,8 +141,5 @@ async fn run_finishes_in_flight_requests_before_returning() {
     assert!(finished.is_ok(), "{finished:?}");
     let answer = in_flight.await.expect("request task");
     assert_eq!(answer, (StatusCode::OK, "slow".to_owned()));
-    assert!(
-        tokio::net::TcpStream::connect(listen).await.is_err(),
-        "listener closed"
-    );
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err(), "listener closed");
 }

@@ -61,9 +61,7 @@ async fn snapshot_and_metrics_count_every_response() {
     let last = v1.latency_buckets_ms.last().expect("+Inf bucket");
     assert_eq!((last.le, last.count), (f64::INFINITY, 100));
     assert!(
-        v1.latency_buckets_ms
-            .windows(2)
-            .all(|w| w[0].count <= w[1].count),
+        v1.latency_buckets_ms.windows(2).all(|w| w[0].count <= w[1].count),
         "cumulative"
     );
     let hdr = v1.decode_hdr().expect("hdr decodes");
@@ -83,10 +81,7 @@ async fn snapshot_and_metrics_count_every_response() {
         r#"sluice_proxy_request_duration_seconds_count{service="web",revision="v1"} 100"#,
         "sluice_proxy_routes_version 2",
     ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     proxy.shutdown().await.expect("clean shutdown");
 }
@@ -95,11 +90,7 @@ async fn snapshot_and_metrics_count_every_response() {
 async fn an_unreachable_instance_answers_502_counted_for_its_revision() {
     let down = free_addr();
     let listen = free_addr();
-    let proxy = start_proxy(Some(table(
-        1,
-        vec![service("web", listen, &[("v2", 100, &[down])])],
-    )))
-    .await;
+    let proxy = start_proxy(Some(table(1, vec![service("web", listen, &[("v2", 100, &[down])])]))).await;
     let client = client();
 
     for _ in 0..3 {

@@ -47,11 +47,7 @@ async fn instances_of_a_revision_share_its_traffic() {
     let listen = free_addr();
     let proxy = start_proxy(Some(table(
         1,
-        vec![service(
-            "web",
-            listen,
-            &[("v1", 100, &[first.addr, second.addr])],
-        )],
+        vec![service("web", listen, &[("v1", 100, &[first.addr, second.addr])])],
     )))
     .await;
 

@@ -17,30 +17,20 @@ async fn a_restarted_proxy_serves_the_pushed_routes_from_its_state_file() {
     };
     let client = client();
 
-    let first = sluice_proxy::start(config.clone())
-        .await
-        .expect("first proxy starts");
+    let first = sluice_proxy::start(config.clone()).await.expect("first proxy starts");
     let admin_file = admin_address_path(&state_file);
     assert_eq!(
         std::fs::read_to_string(&admin_file).expect("admin address file"),
         format!("{}\n", first.admin_addr())
     );
     let listen = free_addr();
-    let pushed = table(
-        7,
-        vec![service("web", listen, &[("v1", 100, &[backend.addr])])],
-    );
+    let pushed = table(7, vec![service("web", listen, &[("v1", 100, &[backend.addr])])]);
     let (status, _) = put_routes(&client, first.admin_addr(), &pushed).await;
     assert_eq!(status, StatusCode::OK);
     first.shutdown().await.expect("first proxy stops");
 
-    let second = sluice_proxy::start(config)
-        .await
-        .expect("second proxy starts");
-    assert_eq!(
-        get(&client, listen, "/").await,
-        (StatusCode::OK, "pushed".to_owned())
-    );
+    let second = sluice_proxy::start(config).await.expect("second proxy starts");
+    assert_eq!(get(&client, listen, "/").await, (StatusCode::OK, "pushed".to_owned()));
     assert_eq!(get_routes(&client, second.admin_addr()).await, pushed);
     assert_eq!(
         std::fs::read_to_string(&admin_file).expect("admin address file"),

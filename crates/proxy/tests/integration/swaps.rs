@@ -71,9 +71,10 @@ async fn hundred_swaps_under_concurrent_load_fail_no_request() {
                 .header("host", listen.to_string())
                 .body(Full::<Bytes>::default())
                 .expect("request");
-            let response = sender.send_request(request).await.unwrap_or_else(|e| {
-                panic!("kept-alive connection failed after swap {version}: {e}")
-            });
+            let response = sender
+                .send_request(request)
+                .await
+                .unwrap_or_else(|e| panic!("kept-alive connection failed after swap {version}: {e}"));
             assert_eq!(response.status(), StatusCode::OK);
             response.into_body().collect().await.expect("body");
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -18,16 +18,10 @@ async fn older_versions_conflict_and_the_same_table_is_idempotent() {
     let client = client();
 
     let (status, answer) = put_routes(&client, admin, &table(5, vec![web(100)])).await;
-    assert_eq!(
-        (status, answer),
-        (StatusCode::OK, serde_json::json!({"version": 5}))
-    );
+    assert_eq!((status, answer), (StatusCode::OK, serde_json::json!({"version": 5})));
 
     let (status, answer) = put_routes(&client, admin, &table(5, vec![web(100)])).await;
-    assert_eq!(
-        (status, answer),
-        (StatusCode::OK, serde_json::json!({"version": 5}))
-    );
+    assert_eq!((status, answer), (StatusCode::OK, serde_json::json!({"version": 5})));
 
     let (status, answer) = put_routes(&client, admin, &table(5, vec![web(50)])).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -44,10 +38,7 @@ async fn older_versions_conflict_and_the_same_table_is_idempotent() {
     );
 
     assert_eq!(get_routes(&client, admin).await, table(5, vec![web(100)]));
-    assert_eq!(
-        get(&client, listen, "/").await,
-        (StatusCode::OK, "v1".to_owned())
-    );
+    assert_eq!(get(&client, listen, "/").await, (StatusCode::OK, "v1".to_owned()));
     proxy.shutdown().await.expect("clean shutdown");
 }
 
@@ -75,17 +66,12 @@ async fn a_table_with_an_unbindable_address_is_rejected_whole() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let message = answer["error"].as_str().expect("error message");
     assert!(
-        message.starts_with(&format!(
-            "cannot listen on {taken_addr} for service \"blocked\""
-        )),
+        message.starts_with(&format!("cannot listen on {taken_addr} for service \"blocked\"")),
         "{message}"
     );
 
     assert_eq!(get_routes(&client, admin).await, table(1, vec![web]));
-    assert_eq!(
-        get(&client, web_listen, "/").await,
-        (StatusCode::OK, "v1".to_owned())
-    );
+    assert_eq!(get(&client, web_listen, "/").await, (StatusCode::OK, "v1".to_owned()));
     assert!(
         tokio::net::TcpStream::connect(fresh_addr).await.is_err(),
         "the listener bound for the rejected table was released"
@@ -157,9 +143,6 @@ async fn a_removed_service_stops_accepting_after_its_in_flight_requests_finish()
         }
     })
     .await;
-    assert!(
-        closed.is_ok(),
-        "listener of the removed service still accepts"
-    );
+    assert!(closed.is_ok(), "listener of the removed service still accepts");
     proxy.shutdown().await.expect("clean shutdown");
 }

@@ -21,7 +21,13 @@ pub fn validate(file: &Path) -> Result<ExitCode> {
     match sluice_spec::parse(&text) {
         Ok(spec) => {
             let revision = spec.revision();
-            println!("{}: valid (service {}, revision {} checksum {})", file.display(), spec.metadata.name, revision.name, revision.checksum);
+            println!(
+                "{}: valid (service {}, revision {} checksum {})",
+                file.display(),
+                spec.metadata.name,
+                revision.name,
+                revision.checksum
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -48,7 +54,11 @@ fn read(file: &Path) -> Result<String> {
 pub async fn apply(data_dir: &DataDir, file: &Path, wait: bool, timeout: Duration) -> Result<ExitCode> {
     let text = read(file)?;
     if let Err(errors) = sluice_spec::parse(&text) {
-        eprintln!("{}: {} error(s); nothing was applied", file.display(), errors.errors.len());
+        eprintln!(
+            "{}: {} error(s); nothing was applied",
+            file.display(),
+            errors.errors.len()
+        );
         for error in &errors.errors {
             eprintln!("  {}: {}", error.path, error.message);
         }
@@ -88,7 +98,11 @@ async fn watch(
             return Ok(ExitCode::from(outcome.exit_code()));
         }
         if tokio::time::Instant::now() >= deadline {
-            eprintln!("{name}: still {} after {}s; giving up waiting", status.display_phase, timeout.as_secs());
+            eprintln!(
+                "{name}: still {} after {}s; giving up waiting",
+                status.display_phase,
+                timeout.as_secs()
+            );
             return Ok(ExitCode::from(4));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -118,8 +132,9 @@ pub async fn status(data_dir: &DataDir, name: &str, watch_it: bool) -> Result<Ex
 /// `sluice events NAME`
 pub async fn events(data_dir: &DataDir, name: &str) -> Result<ExitCode> {
     let client = Client::for_data_dir(data_dir)?;
-    let events: Vec<sluice_store::StoredEvent> =
-        client.call(Method::GET, &format!("/v1/services/{name}/events"), None).await?;
+    let events: Vec<sluice_store::StoredEvent> = client
+        .call(Method::GET, &format!("/v1/services/{name}/events"), None)
+        .await?;
     for event in &events {
         println!("{}", render::event_line(event));
     }
@@ -171,14 +186,22 @@ async fn stop_everything(data_dir: &DataDir) -> Result<Vec<String>> {
 
 /// `sluice proxy`
 pub async fn proxy(admin: SocketAddr, state_file: Option<PathBuf>) -> Result<ExitCode> {
-    let config = sluice_proxy::ProxyConfig { admin, state_file, initial: None };
-    sluice_proxy::run(config, std::future::pending()).await.context("the proxy failed")?;
+    let config = sluice_proxy::ProxyConfig {
+        admin,
+        state_file,
+        initial: None,
+    };
+    sluice_proxy::run(config, std::future::pending())
+        .await
+        .context("the proxy failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `sluice demo-app`
 pub async fn demo_app(config: sluice_demo::app::AppConfig) -> Result<ExitCode> {
-    sluice_demo::app::serve(config, shutdown()).await.context("the demo app failed")?;
+    sluice_demo::app::serve(config, shutdown())
+        .await
+        .context("the demo app failed")?;
     Ok(ExitCode::SUCCESS)
 }
 

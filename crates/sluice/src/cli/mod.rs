@@ -115,8 +115,9 @@ pub enum Command {
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
-    let span: jiff::SignedDuration =
-        text.parse().map_err(|e| format!("expected a duration like 30s or 1m30s, got {text:?}: {e}"))?;
+    let span: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("expected a duration like 30s or 1m30s, got {text:?}: {e}"))?;
     Duration::try_from(span).map_err(|_| format!("expected a positive duration, got {text:?}"))
 }
 

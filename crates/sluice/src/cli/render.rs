@@ -30,7 +30,10 @@ pub fn outcome_word(outcome: Outcome) -> &'static str {
 
 /// `sluice get`'s table.
 pub fn service_table(services: &[ServiceSummary]) -> String {
-    let mut out = format!("{:<20} {:<36} {:<12} {:<12} {:>6}\n", "SERVICE", "PHASE", "STABLE", "CANDIDATE", "WEIGHT");
+    let mut out = format!(
+        "{:<20} {:<36} {:<12} {:<12} {:>6}\n",
+        "SERVICE", "PHASE", "STABLE", "CANDIDATE", "WEIGHT"
+    );
     for s in services {
         let _ = writeln!(
             out,
@@ -47,15 +50,33 @@ pub fn service_table(services: &[ServiceSummary]) -> String {
 
 /// `sluice status`'s report.
 pub fn status(status: &ServiceStatus) -> String {
-    let name = |r: &Option<sluice_spec::RevisionRef>| r.as_ref().map_or("-".to_string(), |r| format!("{} ({})", r.name, r.checksum));
+    let name = |r: &Option<sluice_spec::RevisionRef>| {
+        r.as_ref()
+            .map_or("-".to_string(), |r| format!("{} ({})", r.name, r.checksum))
+    };
     let mut out = String::new();
     let _ = writeln!(out, "service:   {}", status.name);
     let _ = writeln!(out, "phase:     {}", status.display_phase);
-    let _ = writeln!(out, "stable:    {}  {}%", name(&status.stable), 100 - u32::from(status.weight));
-    let _ = writeln!(out, "candidate: {}  {}% (max {}%)", name(&status.candidate), status.weight, status.max_weight);
+    let _ = writeln!(
+        out,
+        "stable:    {}  {}%",
+        name(&status.stable),
+        100 - u32::from(status.weight)
+    );
+    let _ = writeln!(
+        out,
+        "candidate: {}  {}% (max {}%)",
+        name(&status.candidate),
+        status.weight,
+        status.max_weight
+    );
     let _ = writeln!(out, "failed checks: {}/{}", status.failed_checks, status.threshold);
     if let Some(hold) = &status.hold {
-        let _ = writeln!(out, "held since {} until {} ({:?}), then {:?}", hold.since, hold.until, hold.reason, hold.on_timeout);
+        let _ = writeln!(
+            out,
+            "held since {} until {} ({:?}), then {:?}",
+            hold.since, hold.until, hold.reason, hold.on_timeout
+        );
     }
     if !status.last_checks.is_empty() {
         let _ = writeln!(out, "last checks:");
@@ -77,7 +98,15 @@ pub fn status(status: &ServiceStatus) -> String {
     if !status.instances.is_empty() {
         let _ = writeln!(out, "instances:");
         for i in &status.instances {
-            let _ = writeln!(out, "  {} #{}  {}  pid {}  log {}", i.revision, i.index, i.addr, i.pid, i.log.display());
+            let _ = writeln!(
+                out,
+                "  {} #{}  {}  pid {}  log {}",
+                i.revision,
+                i.index,
+                i.addr,
+                i.pid,
+                i.log.display()
+            );
         }
     }
     if !status.events.is_empty() {

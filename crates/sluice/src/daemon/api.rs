@@ -3,19 +3,19 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router as Routes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use jiff::Timestamp;
 use serde::Deserialize;
 use sluice_engine::{Command, Rollout};
 
-use super::telemetry;
 use super::Daemon;
+use super::telemetry;
 use crate::model::{Applied, ErrorBody, InstanceView, ServiceStatus, ServiceSummary};
 
 type Shared = Arc<Daemon>;
@@ -40,7 +40,13 @@ struct ApiError(StatusCode, ErrorBody);
 
 impl ApiError {
     fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError(status, ErrorBody { error: error.into(), errors: Vec::new() })
+        ApiError(
+            status,
+            ErrorBody {
+                error: error.into(),
+                errors: Vec::new(),
+            },
+        )
     }
 }
 
@@ -66,8 +72,11 @@ async fn authenticate(State(daemon): State<Shared>, headers: HeaderMap, request:
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !constant_time_eq(presented.as_bytes(), daemon.token.as_bytes()) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "a valid token is required (the CLI reads it from the data directory)")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid token is required (the CLI reads it from the data directory)",
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -82,7 +91,11 @@ async fn apply(State(daemon): State<Shared>, body: String) -> Result<Json<Applie
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorBody {
                 error: format!("the spec has {} error(s); nothing was applied", errors.errors.len()),
-                errors: errors.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+                errors: errors
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect(),
             },
         )
     })?;
@@ -93,45 +106,62 @@ async fn apply(State(daemon): State<Shared>, body: String) -> Result<Json<Applie
         if other == name {
             continue;
         }
-        if let Some(applied) = store.applied(&other)? {
-            if applied.spec.spec.listen == spec.spec.listen {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("spec.listen: {} is already the address of service {other}; nothing was applied", spec.spec.listen),
-                ));
-            }
-        }
-    }
-    if let Some(checksum) = store.checksum_of(&name, &revision.name)? {
-        if checksum != revision.checksum {
+        if let Some(applied) = store.applied(&other)?
+            && applied.spec.spec.listen == spec.spec.listen
+        {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
-                    "spec.revision.name: {} was already applied with different revision fields; give the changed revision a new name (or none); nothing was applied",
-                    revision.name
+                    "spec.listen: {} is already the address of service {other}; nothing was applied",
+                    spec.spec.listen
                 ),
             ));
         }
     }
+    if let Some(checksum) = store.checksum_of(&name, &revision.name)?
+        && checksum != revision.checksum
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "spec.revision.name: {} was already applied with different revision fields; give the changed revision a new name (or none); nothing was applied",
+                revision.name
+            ),
+        ));
+    }
     let previous = store.applied(&name)?.map(|a| a.revision);
     store.apply_spec(&body, &spec, Timestamp::now())?;
     daemon.controller.wake(&name);
-    Ok(Json(Applied { service: name, new_revision: previous.as_ref() != Some(&revision), revision }))
+    Ok(Json(Applied {
+        service: name,
+        new_revision: previous.as_ref() != Some(&revision),
+        revision,
+    }))
 }
 
-async fn command(State(daemon): State<Shared>, Path((name, command)): Path<(String, String)>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+async fn command(
+    State(daemon): State<Shared>,
+    Path((name, command)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let command = match command.as_str() {
         "pause" => Command::Pause,
         "resume" => Command::Resume,
         "promote" => Command::Promote,
         "abort" => Command::Abort,
-        other => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown command {other:?}: expected pause, resume, promote or abort"))),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown command {other:?}: expected pause, resume, promote or abort"),
+            ));
+        }
     };
     let (rollout, _) = daemon
         .store
         .rollout(&name)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no service named {name}")))?;
-    rollout.accepts(command).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    rollout
+        .accepts(command)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     daemon.store.queue_command(&name, command, Timestamp::now())?;
     daemon.controller.wake(&name);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "queued": command }))))
@@ -142,7 +172,10 @@ fn rollout_of(daemon: &Daemon, name: &str) -> Result<(sluice_store::AppliedSpec,
         .store
         .applied(name)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no service named {name}")))?;
-    let rollout = daemon.store.rollout(name)?.map_or_else(|| Rollout::new(name), |(r, _)| r);
+    let rollout = daemon
+        .store
+        .rollout(name)?
+        .map_or_else(|| Rollout::new(name), |(r, _)| r);
     Ok((applied, rollout))
 }
 
@@ -153,7 +186,13 @@ async fn status(State(daemon): State<Shared>, Path(name): Path<String>) -> Resul
         .into_iter()
         .flatten()
         .flat_map(|revision| daemon.controller.instances(&name, revision))
-        .map(|(revision, i)| InstanceView { revision, index: i.index, addr: i.addr, pid: i.pid, log: i.log_path })
+        .map(|(revision, i)| InstanceView {
+            revision,
+            index: i.index,
+            addr: i.addr,
+            pid: i.pid,
+            log: i.log_path,
+        })
         .collect();
     Ok(Json(ServiceStatus::new(applied.revision, &rollout, events, instances)))
 }
@@ -190,5 +229,12 @@ async fn events(
 
 async fn metrics(State(daemon): State<Shared>) -> Result<Response, ApiError> {
     let text = telemetry::render(&daemon.store)?;
-    Ok(([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    Ok((
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

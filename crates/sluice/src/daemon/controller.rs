@@ -57,7 +57,11 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
 
     /// The running instances of a revision, labelled with its name.
     pub fn instances(&self, service: &str, revision: &RevisionRef) -> Vec<(String, sluice_platform::Instance)> {
-        self.platform.instances(&key(service, revision)).into_iter().map(|i| (revision.name.clone(), i)).collect()
+        self.platform
+            .instances(&key(service, revision))
+            .into_iter()
+            .map(|i| (revision.name.clone(), i))
+            .collect()
     }
 
     /// Starts a control loop for every stored service.
@@ -97,8 +101,13 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
 
     /// One round: finish what the last decision left undone, observe, decide, persist, act.
     async fn reconcile(&self, service: &str, resynced: &mut bool) -> Result<()> {
-        let Some(applied) = self.store.applied(service)? else { return Ok(()) };
-        let (rollout, pending) = self.store.rollout(service)?.unwrap_or_else(|| (Rollout::new(service), Vec::new()));
+        let Some(applied) = self.store.applied(service)? else {
+            return Ok(());
+        };
+        let (rollout, pending) = self
+            .store
+            .rollout(service)?
+            .unwrap_or_else(|| (Rollout::new(service), Vec::new()));
         if !*resynced {
             self.execute(&applied, &resync(&rollout)).await?;
             *resynced = true;
@@ -109,7 +118,10 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
         }
         let commands = self.store.queued_commands(service)?;
         let observations = Observations {
-            desired: Some(Desired { revision: applied.revision.clone(), plan: Plan::from_spec(&applied.spec) }),
+            desired: Some(Desired {
+                revision: applied.revision.clone(),
+                plan: Plan::from_spec(&applied.spec),
+            }),
             candidate: self.candidate_health(&rollout).await,
             window: self.window(&rollout).await,
             commands: commands.iter().map(|(_, command)| *command).collect(),
@@ -120,7 +132,8 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             return Ok(());
         }
         self.crash.reached("before-persist");
-        self.store.save_decision(&next, &actions, commands.last().map(|(id, _)| *id), now)?;
+        self.store
+            .save_decision(&next, &actions, commands.last().map(|(id, _)| *id), now)?;
         self.crash.reached("after-persist");
         self.execute(&applied, &actions).await?;
         self.store.clear_pending(service, next.generation)?;
@@ -128,8 +141,13 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
     }
 
     async fn candidate_health(&self, rollout: &Rollout) -> Health {
-        let Some(candidate) = &rollout.candidate else { return Health::Unknown };
-        if !matches!(rollout.phase, Phase::Initializing | Phase::Deploying | Phase::Progressing) {
+        let Some(candidate) = &rollout.candidate else {
+            return Health::Unknown;
+        };
+        if !matches!(
+            rollout.phase,
+            Phase::Initializing | Phase::Deploying | Phase::Progressing
+        ) {
             return Health::Unknown;
         }
         let key = key(&rollout.service, candidate);
@@ -139,13 +157,17 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
         match self.platform.health(&key).await {
             RevisionHealth::Ready => Health::Ready,
             RevisionHealth::Starting { .. } | RevisionHealth::Degraded { .. } => Health::Starting,
-            RevisionHealth::NotRunning => Health::Failed { reason: "no instance is running".into() },
+            RevisionHealth::NotRunning => Health::Failed {
+                reason: "no instance is running".into(),
+            },
             RevisionHealth::Failed { reason } => Health::Failed { reason },
         }
     }
 
     async fn window(&self, rollout: &Rollout) -> Option<sluice_analysis::Window> {
-        let (Some(stable), Some(candidate)) = (&rollout.stable, &rollout.candidate) else { return None };
+        let (Some(stable), Some(candidate)) = (&rollout.stable, &rollout.candidate) else {
+            return None;
+        };
         if rollout.phase != Phase::Progressing {
             return None;
         }
@@ -179,7 +201,12 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             match action {
                 Action::StartRevision { revision, role } => self.start_revision(service, revision, *role).await?,
                 Action::SetRole { revision, role } => self.platform.set_policy(&key(service, revision), policy(*role)),
-                Action::SetRoute { stable, candidate, weight, draining } => {
+                Action::SetRoute {
+                    stable,
+                    candidate,
+                    weight,
+                    draining,
+                } => {
                     let mut revisions = vec![self.route_of(service, stable, 100 - weight)];
                     if let Some(candidate) = candidate {
                         revisions.push(self.route_of(service, candidate, *weight));
@@ -187,8 +214,15 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
                     if let Some(draining) = draining {
                         revisions.push(self.route_of(service, draining, 0));
                     }
-                    let routing = ServiceRouting { service: service.to_string(), listen: applied.spec.spec.listen, revisions };
-                    self.router.apply(&routing).await.with_context(|| format!("cannot route {service}"))?;
+                    let routing = ServiceRouting {
+                        service: service.to_string(),
+                        listen: applied.spec.spec.listen,
+                        revisions,
+                    };
+                    self.router
+                        .apply(&routing)
+                        .await
+                        .with_context(|| format!("cannot route {service}"))?;
                 }
                 Action::StopRevision { revision } => {
                     self.platform
@@ -204,8 +238,17 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
     }
 
     fn route_of(&self, service: &str, revision: &RevisionRef, weight: u8) -> RevisionRoute {
-        let instances = self.platform.instances(&key(service, revision)).into_iter().map(|i| i.addr).collect();
-        RevisionRoute { revision: revision.name.clone(), weight, instances }
+        let instances = self
+            .platform
+            .instances(&key(service, revision))
+            .into_iter()
+            .map(|i| i.addr)
+            .collect();
+        RevisionRoute {
+            revision: revision.name.clone(),
+            weight,
+            instances,
+        }
     }
 
     async fn start_revision(&self, service: &str, revision: &RevisionRef, role: Role) -> Result<()> {
@@ -228,8 +271,16 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             Err(error) if role == Role::Candidate => {
                 // A candidate that cannot even start fails its rollout; it must not wedge the controller.
                 let reason = format!("cannot start: {error}");
-                self.store.record_event(service, Timestamp::now(), Severity::Error, &format!("{} {reason}", revision.name))?;
-                self.start_failures.lock().unwrap_or_else(|p| p.into_inner()).insert(key, reason);
+                self.store.record_event(
+                    service,
+                    Timestamp::now(),
+                    Severity::Error,
+                    &format!("{} {reason}", revision.name),
+                )?;
+                self.start_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, reason);
                 Ok(())
             }
             Err(error) => Err(error).with_context(|| format!("cannot start {service} {}", revision.name)),
@@ -238,7 +289,10 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
 }
 
 fn key(service: &str, revision: &RevisionRef) -> RevisionKey {
-    RevisionKey { service: service.to_string(), revision: revision.name.clone() }
+    RevisionKey {
+        service: service.to_string(),
+        revision: revision.name.clone(),
+    }
 }
 
 fn policy(role: Role) -> RestartPolicy {

@@ -25,7 +25,10 @@ impl CrashPoints {
             };
             Some((name, nth))
         });
-        CrashPoints { target, hits: Mutex::new(HashMap::new()) }
+        CrashPoints {
+            target,
+            hits: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Marks that the daemon reached `point`; dies here if this is the requested crash.

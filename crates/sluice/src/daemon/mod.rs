@@ -50,9 +50,17 @@ pub async fn serve(data_dir: DataDir, listen: SocketAddr) -> Result<()> {
     let proxy = ProxySupervisor::ensure(data_dir.clone(), store.clone()).await?;
     let router = Arc::new(BuiltinRouter::new(proxy.admin()));
     let metrics = Arc::new(BuiltinSource::new(proxy.admin()));
-    let controller = Arc::new(controller::Controller::new(store.clone(), platform, router, metrics.clone(), TICK));
+    let controller = Arc::new(controller::Controller::new(
+        store.clone(),
+        platform,
+        router,
+        metrics.clone(),
+        TICK,
+    ));
 
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let api = listener.local_addr()?;
     let (pid, start_time) = sluice_platform::process::own_identity()?;
     let info = DaemonInfo { pid, start_time, api };
@@ -60,7 +68,11 @@ pub async fn serve(data_dir: DataDir, listen: SocketAddr) -> Result<()> {
     info!(%api, data_dir = %data_dir.root().display(), "sluice daemon ready");
 
     tokio::spawn(sample_metrics(metrics));
-    let daemon = Arc::new(Daemon { store, controller: controller.clone(), token });
+    let daemon = Arc::new(Daemon {
+        store,
+        controller: controller.clone(),
+        token,
+    });
     controller.start_all()?;
     tokio::spawn(supervise_proxy(proxy, controller));
     axum::serve(listener, api::routes(daemon))

@@ -27,7 +27,10 @@ impl ProxySupervisor {
     /// so the router and the metric source never lose it.
     pub async fn ensure(data_dir: DataDir, store: Arc<Store>) -> Result<ProxySupervisor> {
         let recorded = store.process(RECORD)?;
-        let admin = match recorded.as_ref().and_then(|r| r.info.get("admin")?.as_str()?.parse().ok()) {
+        let admin = match recorded
+            .as_ref()
+            .and_then(|r| r.info.get("admin")?.as_str()?.parse().ok())
+        {
             Some(admin) => admin,
             None => SocketAddr::from(([127, 0, 0, 1], process::free_port()?)),
         };
@@ -49,7 +52,10 @@ impl ProxySupervisor {
 
     /// Restarts the proxy if it died; returns whether it did.
     pub async fn check(&self) -> Result<bool> {
-        let alive = self.store.process(RECORD)?.is_some_and(|r| process::is_alive(r.pid, r.start_time));
+        let alive = self
+            .store
+            .process(RECORD)?
+            .is_some_and(|r| process::is_alive(r.pid, r.start_time));
         if alive {
             return Ok(false);
         }
@@ -92,7 +98,11 @@ impl ProxySupervisor {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the proxy did not answer on {} within 10s (log: {})", self.admin, self.data_dir.logs().join("proxy.log").display())
+        bail!(
+            "the proxy did not answer on {} within 10s (log: {})",
+            self.admin,
+            self.data_dir.logs().join("proxy.log").display()
+        )
     }
 
     /// Stops the recorded proxy (for `sluice down`).

@@ -40,9 +40,13 @@ pub fn render(store: &Store) -> Result<String, anyhow::Error> {
         let _ = phases.get_or_create(&vec![("phase".into(), phase.to_string())]);
     }
     for name in store.services()? {
-        let Some((rollout, _)) = store.rollout(&name)? else { continue };
+        let Some((rollout, _)) = store.rollout(&name)? else {
+            continue;
+        };
         let service = vec![("service".to_string(), name.clone())];
-        phases.get_or_create(&vec![("phase".into(), rollout.phase.to_string())]).inc();
+        phases
+            .get_or_create(&vec![("phase".into(), rollout.phase.to_string())])
+            .inc();
         paused.get_or_create(&service).set(i64::from(rollout.hold.is_some()));
         weight.get_or_create(&service).set(i64::from(rollout.weight));
         failed.get_or_create(&service).set(i64::from(rollout.failed_checks));
@@ -53,7 +57,11 @@ pub fn render(store: &Store) -> Result<String, anyhow::Error> {
     registry.register("rollout_paused", "1 while the service's rollout is held", paused);
     registry.register("canary_weight", "The candidate's share of traffic in percent", weight);
     registry.register("failed_checks", "Failed checks counted in the current rollout", failed);
-    registry.register("rollout_generation", "Decisions taken for the service so far", generation);
+    registry.register(
+        "rollout_generation",
+        "Decisions taken for the service so far",
+        generation,
+    );
     let mut text = String::new();
     encode(&mut text, &registry)?;
     Ok(text)

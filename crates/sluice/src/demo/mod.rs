@@ -33,7 +33,10 @@ struct Release {
 
 /// Runs the demo; exit status 0 only if v2 was promoted and v3 rolled back.
 pub async fn run(interval: Duration, rate: f64) -> Result<ExitCode> {
-    let dir = tempfile::Builder::new().prefix("sluice-demo-").tempdir().context("cannot create a temporary data directory")?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-demo-")
+        .tempdir()
+        .context("cannot create a temporary data directory")?;
     let data_dir = DataDir::new(dir.path());
     data_dir.create()?;
     println!("Sluice demo: data directory {}", data_dir.root().display());
@@ -58,11 +61,18 @@ pub async fn run(interval: Duration, rate: f64) -> Result<ExitCode> {
         Ok(releases) => releases,
         Err(error) => {
             let _ = dir.keep();
-            return Err(error.context(format!("the demo failed; its logs are in {}", data_dir.logs().display())));
+            return Err(error.context(format!(
+                "the demo failed; its logs are in {}",
+                data_dir.logs().display()
+            )));
         }
     };
-    let promoted = releases.iter().any(|r| r.revision == "v2" && r.outcome == Outcome::Promoted);
-    let rolled_back = releases.iter().any(|r| r.revision == "v3" && r.outcome == Outcome::RolledBack);
+    let promoted = releases
+        .iter()
+        .any(|r| r.revision == "v2" && r.outcome == Outcome::Promoted);
+    let rolled_back = releases
+        .iter()
+        .any(|r| r.revision == "v3" && r.outcome == Outcome::RolledBack);
     if promoted && rolled_back {
         println!("Demo passed: v2 was promoted and v3 rolled back.");
         Ok(ExitCode::SUCCESS)
@@ -107,19 +117,27 @@ async fn drive(data_dir: &DataDir, exe: &std::path::Path, interval: Duration, ra
 
 async fn connect(data_dir: &DataDir) -> Result<Client> {
     for _ in 0..100 {
-        if let Ok(client) = Client::for_data_dir(data_dir) {
-            if client.call::<Vec<serde_json::Value>>(Method::GET, "/v1/services", None).await.is_ok() {
-                return Ok(client);
-            }
+        if let Ok(client) = Client::for_data_dir(data_dir)
+            && client
+                .call::<Vec<serde_json::Value>>(Method::GET, "/v1/services", None)
+                .await
+                .is_ok()
+        {
+            return Ok(client);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the daemon did not come up within 10s (log: {})", data_dir.logs().join("daemon.log").display())
+    bail!(
+        "the daemon did not come up within 10s (log: {})",
+        data_dir.logs().join("daemon.log").display()
+    )
 }
 
 /// Applies one revision and follows its rollout to the end, printing events and what users see.
 async fn release(client: &Client, spec: &str, users: Option<&std::sync::Arc<load::LoadStats>>) -> Result<Release> {
-    let applied: Applied = client.call(Method::POST, "/v1/services", Some(spec.to_string())).await?;
+    let applied: Applied = client
+        .call(Method::POST, "/v1/services", Some(spec.to_string()))
+        .await?;
     let revision = applied.revision.clone();
     let started = Instant::now();
     let mut seen = last_event_id(client).await?;
@@ -127,43 +145,66 @@ async fn release(client: &Client, spec: &str, users: Option<&std::sync::Arc<load
     let mut last_line = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let status: ServiceStatus = client.call(Method::GET, &format!("/v1/services/{SERVICE}"), None).await?;
+        let status: ServiceStatus = client
+            .call(Method::GET, &format!("/v1/services/{SERVICE}"), None)
+            .await?;
         for event in status.events.iter().filter(|e| e.id > seen).collect::<Vec<_>>() {
             println!("  {}", event_line(event));
             seen = event.id;
         }
-        if let (Some(users), Some(earlier)) = (users, previous.as_ref()) {
-            if last_line.elapsed() >= Duration::from_secs(1) {
-                println!("  {}", traffic_line(&status, &users.window(earlier)));
-                previous = Some(users.snapshot());
-                last_line = Instant::now();
-            }
+        if let (Some(users), Some(earlier)) = (users, previous.as_ref())
+            && last_line.elapsed() >= Duration::from_secs(1)
+        {
+            println!("  {}", traffic_line(&status, &users.window(earlier)));
+            previous = Some(users.snapshot());
+            last_line = Instant::now();
         }
         if let Some(outcome) = status.outcome_for(&revision) {
             let took = started.elapsed();
-            println!("  => {} {} after {:.0}s", revision.name, outcome_word(outcome), took.as_secs_f64());
-            return Ok(Release { revision: revision.name, outcome, took });
+            println!(
+                "  => {} {} after {:.0}s",
+                revision.name,
+                outcome_word(outcome),
+                took.as_secs_f64()
+            );
+            return Ok(Release {
+                revision: revision.name,
+                outcome,
+                took,
+            });
         }
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("{} did not finish its rollout within 10 minutes ({})", revision.name, status.display_phase);
+            bail!(
+                "{} did not finish its rollout within 10 minutes ({})",
+                revision.name,
+                status.display_phase
+            );
         }
     }
 }
 
 async fn last_event_id(client: &Client) -> Result<i64> {
-    let status: ServiceStatus = client.call(Method::GET, &format!("/v1/services/{SERVICE}"), None).await?;
+    let status: ServiceStatus = client
+        .call(Method::GET, &format!("/v1/services/{SERVICE}"), None)
+        .await?;
     Ok(status.events.last().map_or(0, |e| e.id))
 }
 
 fn traffic_line(status: &ServiceStatus, window: &load::LoadWindow) -> String {
     let stable = status.stable.as_ref().map_or("-", |r| r.name.as_str());
-    let mut line = format!("{:<28} weights {stable} {}%", status.display_phase, 100 - u32::from(status.weight));
+    let mut line = format!(
+        "{:<28} weights {stable} {}%",
+        status.display_phase,
+        100 - u32::from(status.weight)
+    );
     if let Some(candidate) = &status.candidate {
         line.push_str(&format!(" / {} {}%", candidate.name, status.weight));
     }
     line.push_str("  |");
     for revision in &window.revisions {
-        let success = revision.success_ratio().map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+        let success = revision
+            .success_ratio()
+            .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
         line.push_str(&format!(
             "  {}: {:>4.0} req/s {success} ok p99 {:.1}ms",
             revision.revision,
@@ -178,7 +219,12 @@ fn summary(releases: &[Release], total: &LoadSnapshot, elapsed: Duration) {
     println!("\n== Summary ({:.0}s)", elapsed.as_secs_f64());
     println!("  {:<8} {:<14} {:>8}", "release", "outcome", "took");
     for release in releases {
-        println!("  {:<8} {:<14} {:>7.0}s", release.revision, outcome_word(release.outcome), release.took.as_secs_f64());
+        println!(
+            "  {:<8} {:<14} {:>7.0}s",
+            release.revision,
+            outcome_word(release.outcome),
+            release.took.as_secs_f64()
+        );
     }
     println!("  users sent {} requests through the proxy:", total.sent);
     for revision in &total.revisions {

@@ -25,7 +25,10 @@ fn validate_reports_every_error_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, BAD).unwrap();
-    let out = std::process::Command::new(SLUICE).args(["validate", "-f", file.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(SLUICE)
+        .args(["validate", "-f", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -49,7 +52,9 @@ fn schema_prints_the_json_schema() {
 async fn an_invalid_spec_is_rejected_whole_and_changes_nothing() {
     let mut sluice = Sluice::start().await;
     assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
     let out = sluice.apply(BAD);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was applied"));
@@ -69,20 +74,39 @@ async fn an_invalid_spec_is_rejected_whole_and_changes_nothing() {
     assert!(body["errors"].as_array().unwrap().len() >= 3, "{body:#}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = sluice.status("web").await.unwrap();
-    assert_eq!((phase(&status), stable(&status), candidate(&status)), ("Succeeded", "v1", ""));
+    assert_eq!(
+        (phase(&status), stable(&status), candidate(&status)),
+        ("Succeeded", "v1", "")
+    );
     assert_eq!(status["desired"]["name"], "v1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_pause_resume_and_abort() {
     let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[10, 20, 30, 40, 50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v1", 0.0, "[10, 20, 30, 40, 50]"))
+            .status
+            .success()
+    );
+    sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
     let users = sluice.users(100.0, 30);
-    assert!(sluice.apply(&spec(sluice.listen, "v2", 0.0, "[10, 20, 30, 40, 50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(10), |s| phase(s) == "Progressing").await;
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v2", 0.0, "[10, 20, 30, 40, 50]"))
+            .status
+            .success()
+    );
+    sluice
+        .wait_for("web", Duration::from_secs(10), |s| phase(s) == "Progressing")
+        .await;
     assert!(sluice.cli(&["pause", "web"]).status.success());
-    let paused = sluice.wait_for("web", Duration::from_secs(5), |s| !s["hold"].is_null()).await;
+    let paused = sluice
+        .wait_for("web", Duration::from_secs(5), |s| !s["hold"].is_null())
+        .await;
     let held_at = weight(&paused);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = sluice.status("web").await.unwrap();
@@ -91,9 +115,13 @@ async fn operators_pause_resume_and_abort() {
     let again = sluice.cli(&["pause", "web"]);
     assert!(!again.status.success(), "pausing twice is refused");
     assert!(sluice.cli(&["resume", "web"]).status.success());
-    sluice.wait_for("web", Duration::from_secs(5), |s| weight(s) > held_at).await;
+    sluice
+        .wait_for("web", Duration::from_secs(5), |s| weight(s) > held_at)
+        .await;
     assert!(sluice.cli(&["abort", "web"]).status.success());
-    let status = sluice.wait_for("web", Duration::from_secs(5), |s| phase(s) == "RolledBack").await;
+    let status = sluice
+        .wait_for("web", Duration::from_secs(5), |s| phase(s) == "RolledBack")
+        .await;
     assert!(messages(&status).iter().any(|m| m.contains("aborted by an operator")));
     users.stop();
     let total = users.finish().await;

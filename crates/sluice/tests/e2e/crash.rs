@@ -21,7 +21,12 @@ const POINTS: &[&str] = &[
 
 async fn rollout_survives_a_crash_at(point: &str) {
     let mut sluice = Sluice::start_crashing_at(Some(point)).await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[20, 60]")).status.success());
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v1", 0.0, "[20, 60]"))
+            .status
+            .success()
+    );
     let mut crashed = false;
     // Wait for v1, restarting the daemon (unarmed) if it died at its crash point.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -33,13 +38,22 @@ async fn rollout_survives_a_crash_at(point: &str) {
         if let Some(status) = sluice.status("web").await.filter(|s| phase(s) == "Succeeded") {
             break pids(&status, "v1");
         }
-        assert!(tokio::time::Instant::now() < deadline, "v1 never became stable:\n{}", sluice.daemon_log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "v1 never became stable:\n{}",
+            sluice.daemon_log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(v1.len(), 2);
     let users = sluice.users(150.0, 60);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sluice.apply(&spec(sluice.listen, "v2", 0.0, "[20, 60]")).status.success());
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v2", 0.0, "[20, 60]"))
+            .status
+            .success()
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         if sluice.daemon_died() {
@@ -52,9 +66,17 @@ async fn rollout_survives_a_crash_at(point: &str) {
             if phase(status) == "Succeeded" && stable(status) == "v2" && !v1.iter().any(|pid| alive(*pid)) {
                 break;
             }
-            assert!(!matches!(phase(status), "RolledBack" | "Failed"), "{point}: {status:#}\n{}", sluice.daemon_log());
+            assert!(
+                !matches!(phase(status), "RolledBack" | "Failed"),
+                "{point}: {status:#}\n{}",
+                sluice.daemon_log()
+            );
         }
-        assert!(tokio::time::Instant::now() < deadline, "{point}: no promotion: {status:?}\n{}", sluice.daemon_log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{point}: no promotion: {status:?}\n{}",
+            sluice.daemon_log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The last action (stopping v1) may still be finishing: give an armed daemon time to reach its point, then
@@ -67,11 +89,16 @@ async fn rollout_survives_a_crash_at(point: &str) {
     assert!(crashed, "the daemon never reached crash point {point}");
     sluice.kill_daemon();
     sluice.spawn_daemon(None).await;
-    let status = sluice.wait_for("web", Duration::from_secs(5), |s| phase(s) == "Succeeded").await;
+    let status = sluice
+        .wait_for("web", Duration::from_secs(5), |s| phase(s) == "Succeeded")
+        .await;
     assert_eq!(stable(&status), "v2", "{point}: {status:#}");
     users.stop();
     let total = users.finish().await;
-    assert_eq!(total.total.transport_errors, 0, "{point}: user requests failed: {total:?}");
+    assert_eq!(
+        total.total.transport_errors, 0,
+        "{point}: user requests failed: {total:?}"
+    );
     assert_eq!(total.total.server_errors, 0, "{point}: {total:?}");
     assert!(total.total.requests > 100);
 }

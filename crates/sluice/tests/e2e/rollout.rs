@@ -8,15 +8,27 @@ use super::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
     let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]")).status.success());
-    let first = sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]"))
+            .status
+            .success()
+    );
+    let first = sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
     let v1 = pids(&first, "v1");
     assert_eq!(v1.len(), 2, "{first:#}");
 
     let users = sluice.users(200.0, 60);
     let stats = users.stats();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(sluice.apply(&spec(sluice.listen, "v2", 0.0, "[20, 50]")).status.success());
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v2", 0.0, "[20, 50]"))
+            .status
+            .success()
+    );
 
     // Sample what users saw at each weight, skipping a quarter second after each change.
     let mut observed: Vec<(u64, f64)> = Vec::new();
@@ -28,7 +40,11 @@ async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
         let after = sluice.status("web").await.unwrap();
         let window = stats.window(&mark);
         if phase(&before) == "Progressing" && before["weight"] == after["weight"] && window.total.requests > 40 {
-            let v2 = window.revisions.iter().find(|r| r.revision == "v2").map_or(0, |r| r.requests);
+            let v2 = window
+                .revisions
+                .iter()
+                .find(|r| r.revision == "v2")
+                .map_or(0, |r| r.requests);
             observed.push((weight(&before), v2 as f64 / window.total.requests as f64));
         }
         if phase(&after) == "Succeeded" && stable(&after) == "v2" {
@@ -36,12 +52,21 @@ async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
         }
         assert!(tokio::time::Instant::now() < deadline, "no promotion: {after:#}");
     }
-    let at = |w: u64| observed.iter().filter(|(weight, _)| *weight == w).map(|(_, share)| *share).collect::<Vec<_>>();
+    let at = |w: u64| {
+        observed
+            .iter()
+            .filter(|(weight, _)| *weight == w)
+            .map(|(_, share)| *share)
+            .collect::<Vec<_>>()
+    };
     for (w, expected) in [(20, 0.2), (50, 0.5)] {
         let shares = at(w);
         assert!(!shares.is_empty(), "never observed weight {w}: {observed:?}");
         for share in shares {
-            assert!((share - expected).abs() < 0.08, "at weight {w} users saw v2 {share:.3}: {observed:?}");
+            assert!(
+                (share - expected).abs() < 0.08,
+                "at weight {w} users saw v2 {share:.3}: {observed:?}"
+            );
         }
     }
     // After promotion everything goes to v2 and v1 is stopped.
@@ -49,34 +74,76 @@ async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
     let mark = stats.snapshot();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let window = stats.window(&mark);
-    assert!(window.revisions.iter().all(|r| r.revision == "v2" || r.requests == 0), "{:?}", window.revisions);
+    assert!(
+        window.revisions.iter().all(|r| r.revision == "v2" || r.requests == 0),
+        "{:?}",
+        window.revisions
+    );
     let status = sluice.status("web").await.unwrap();
-    assert!(v1.iter().all(|pid| !alive(*pid)), "v1's processes should be stopped after draining");
+    assert!(
+        v1.iter().all(|pid| !alive(*pid)),
+        "v1's processes should be stopped after draining"
+    );
     let events = messages(&status);
     assert!(events.iter().any(|m| m == "Advance canary weight 50"), "{events:?}");
-    assert!(events.iter().any(|m| m == "Canary analysis completed successfully, promotion finished"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|m| m == "Canary analysis completed successfully, promotion finished"),
+        "{events:?}"
+    );
 
     users.stop();
     let total = users.finish().await;
-    assert_eq!(total.total.transport_errors, 0, "requests failed during the rollout: {total:?}");
+    assert_eq!(
+        total.total.transport_errors, 0,
+        "requests failed during the rollout: {total:?}"
+    );
     assert_eq!(total.total.server_errors, 0, "{total:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_candidate_is_rolled_back_and_left_running_for_inspection() {
     let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]"))
+            .status
+            .success()
+    );
+    sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
     let users = sluice.users(200.0, 30);
     let stats = users.stats();
-    assert!(sluice.apply(&spec(sluice.listen, "v3", 0.2, "[20, 50]")).status.success());
-    let status = sluice.wait_for("web", Duration::from_secs(30), |s| phase(s) == "RolledBack").await;
+    assert!(
+        sluice
+            .apply(&spec(sluice.listen, "v3", 0.2, "[20, 50]"))
+            .status
+            .success()
+    );
+    let status = sluice
+        .wait_for("web", Duration::from_secs(30), |s| phase(s) == "RolledBack")
+        .await;
     assert_eq!(stable(&status), "v1");
     assert_eq!(weight(&status), 0);
     let events = messages(&status);
-    assert!(events.iter().any(|m| m.starts_with("Halt advancement: request-success-rate")), "{events:?}");
-    assert!(events.iter().any(|m| m == "Failed checks threshold reached 2"), "{events:?}");
-    let alerts: Vec<_> = status["events"].as_array().unwrap().iter().filter(|e| e["severity"] == "error").collect();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.starts_with("Halt advancement: request-success-rate")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m == "Failed checks threshold reached 2"),
+        "{events:?}"
+    );
+    let alerts: Vec<_> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["severity"] == "error")
+        .collect();
     assert!(!alerts.is_empty(), "a rollback raises an alert");
 
     // All traffic is back on v1 ...
@@ -85,9 +152,18 @@ async fn a_failing_candidate_is_rolled_back_and_left_running_for_inspection() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let window = stats.window(&mark);
     assert!(window.total.requests > 100);
-    assert!(window.revisions.iter().all(|r| r.revision == "v1" || r.requests == 0), "{:?}", window.revisions);
+    assert!(
+        window.revisions.iter().all(|r| r.revision == "v1" || r.requests == 0),
+        "{:?}",
+        window.revisions
+    );
     // ... and v3 is still running, answering on its own address.
-    let v3: Vec<_> = status["instances"].as_array().unwrap().iter().filter(|i| i["revision"] == "v3").collect();
+    let v3: Vec<_> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["revision"] == "v3")
+        .collect();
     assert_eq!(v3.len(), 2, "{status:#}");
     for instance in v3 {
         let addr = instance["addr"].as_str().unwrap();
@@ -103,12 +179,24 @@ async fn a_failing_candidate_is_rolled_back_and_left_running_for_inspection() {
 async fn a_candidate_that_exits_at_start_is_rolled_back() {
     let mut sluice = Sluice::start().await;
     assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
-    let crashing = spec_with_command(sluice.listen, "v2", r#"["sh", "-c", "echo starting on {port}; exit 3"]"#, "[50]");
+    sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
+    let crashing = spec_with_command(
+        sluice.listen,
+        "v2",
+        r#"["sh", "-c", "echo starting on {port}; exit 3"]"#,
+        "[50]",
+    );
     assert!(sluice.apply(&crashing).status.success());
-    let status = sluice.wait_for("web", Duration::from_secs(10), |s| phase(s) == "RolledBack").await;
+    let status = sluice
+        .wait_for("web", Duration::from_secs(10), |s| phase(s) == "RolledBack")
+        .await;
     let events = messages(&status).join("\n");
-    assert!(events.contains("status 3"), "the reason names the exit status: {events}");
+    assert!(
+        events.contains("status 3"),
+        "the reason names the exit status: {events}"
+    );
     assert_eq!(stable(&status), "v1");
 }
 
@@ -116,13 +204,30 @@ async fn a_candidate_that_exits_at_start_is_rolled_back() {
 async fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_progress_deadline() {
     let mut sluice = Sluice::start().await;
     assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice.wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded").await;
+    sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+        .await;
     let applied_at = tokio::time::Instant::now();
-    let hanging = spec_with_command(sluice.listen, "v2", r#"["sh", "-c", "exec sleep 120 # {port}"]"#, "[50]");
+    let hanging = spec_with_command(
+        sluice.listen,
+        "v2",
+        r#"["sh", "-c", "exec sleep 120 # {port}"]"#,
+        "[50]",
+    );
     assert!(sluice.apply(&hanging).status.success());
-    let status = sluice.wait_for("web", Duration::from_secs(15), |s| phase(s) == "RolledBack").await;
-    assert!(applied_at.elapsed() >= Duration::from_secs(5), "rolled back before the 5s deadline");
-    assert!(messages(&status).iter().any(|m| m.contains("Progress deadline exceeded")), "{status:#}");
+    let status = sluice
+        .wait_for("web", Duration::from_secs(15), |s| phase(s) == "RolledBack")
+        .await;
+    assert!(
+        applied_at.elapsed() >= Duration::from_secs(5),
+        "rolled back before the 5s deadline"
+    );
+    assert!(
+        messages(&status)
+            .iter()
+            .any(|m| m.contains("Progress deadline exceeded")),
+        "{status:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +236,12 @@ async fn apply_wait_exits_with_the_outcome() {
     let file = sluice.data_dir().join("v1.yaml");
     std::fs::write(&file, spec(sluice.listen, "v1", 0.0, "[50]")).unwrap();
     let first = sluice.cli(&["apply", "-f", file.to_str().unwrap(), "--wait"]);
-    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stdout));
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
     let users = sluice.users(100.0, 30);
 
     std::fs::write(&file, spec(sluice.listen, "v2", 0.0, "[50]")).unwrap();

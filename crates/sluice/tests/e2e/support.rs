@@ -28,7 +28,12 @@ impl Sluice {
     pub async fn start_crashing_at(crash: Option<&str>) -> Sluice {
         let dir = tempfile::Builder::new().prefix("sluice-test-").tempdir().unwrap();
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut sluice = Sluice { dir, daemon: None, listen, http: reqwest::Client::new() };
+        let mut sluice = Sluice {
+            dir,
+            daemon: None,
+            listen,
+            http: reqwest::Client::new(),
+        };
         sluice.spawn_daemon(crash).await;
         sluice
     }
@@ -90,7 +95,12 @@ impl Sluice {
 
     /// Runs the CLI against this data directory.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(SLUICE).arg("--data-dir").arg(self.data_dir()).args(args).output().unwrap()
+        Command::new(SLUICE)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Writes a spec file and applies it with the CLI.
@@ -101,13 +111,19 @@ impl Sluice {
     }
 
     fn api(&self) -> String {
-        let info: Value = serde_json::from_str(&std::fs::read_to_string(self.data_dir().join("daemon.json")).unwrap()).unwrap();
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.data_dir().join("daemon.json")).unwrap()).unwrap();
         info["api"].as_str().unwrap().to_string()
     }
 
     /// The service's status document, or None while the daemon is unreachable.
     pub async fn status(&self, service: &str) -> Option<Value> {
-        let response = self.http.get(format!("http://{}/v1/services/{service}", self.api())).send().await.ok()?;
+        let response = self
+            .http
+            .get(format!("http://{}/v1/services/{service}", self.api()))
+            .send()
+            .await
+            .ok()?;
         response.json().await.ok()
     }
 
@@ -155,7 +171,11 @@ impl Sluice {
 impl Drop for Sluice {
     fn drop(&mut self) {
         self.kill_daemon();
-        let _ = Command::new(SLUICE).arg("--data-dir").arg(self.data_dir()).arg("down").output();
+        let _ = Command::new(SLUICE)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("down")
+            .output();
     }
 }
 
@@ -177,7 +197,12 @@ pub fn weight(status: &Value) -> u64 {
 
 /// Messages of the events the status document carries.
 pub fn messages(status: &Value) -> Vec<String> {
-    status["events"].as_array().into_iter().flatten().filter_map(|e| e["message"].as_str().map(String::from)).collect()
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(String::from))
+        .collect()
 }
 
 /// The demo service's spec: a canary stepping through `steps`, one step a second.
@@ -185,7 +210,9 @@ pub fn spec(listen: SocketAddr, revision: &str, error_rate: f64, steps: &str) ->
     spec_with_command(
         listen,
         revision,
-        &format!(r#"["{SLUICE}", "demo-app", "--listen", "127.0.0.1:{{port}}", "--revision", "{revision}", "--error-rate", "{error_rate}"]"#),
+        &format!(
+            r#"["{SLUICE}", "demo-app", "--listen", "127.0.0.1:{{port}}", "--revision", "{revision}", "--error-rate", "{error_rate}"]"#
+        ),
         steps,
     )
 }
@@ -222,7 +249,11 @@ spec:
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rand_suffix() -> String {
@@ -235,7 +266,10 @@ fn rand_suffix() -> String {
 pub fn alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next() != Some('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -249,4 +283,3 @@ pub fn pids(status: &Value, revision: &str) -> Vec<u64> {
         .filter_map(|i| i["pid"].as_u64())
         .collect()
 }
-
