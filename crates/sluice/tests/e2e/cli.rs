@@ -50,11 +50,7 @@ fn schema_prints_the_json_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_is_rejected_whole_and_changes_nothing() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (sluice, _) = Sluice::serving_v1("[50]").await;
     let out = sluice.apply(BAD);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was applied"));
@@ -83,16 +79,7 @@ async fn an_invalid_spec_is_rejected_whole_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_pause_resume_and_abort() {
-    let mut sluice = Sluice::start().await;
-    assert!(
-        sluice
-            .apply(&spec(sluice.listen, "v1", 0.0, "[10, 20, 30, 40, 50]"))
-            .status
-            .success()
-    );
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, _) = Sluice::serving_v1("[10, 20, 30, 40, 50]").await;
     let users = sluice.users(100.0, 30);
     assert!(
         sluice

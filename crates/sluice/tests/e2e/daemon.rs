@@ -6,11 +6,7 @@ use super::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_flows_while_the_daemon_is_down_and_a_restarted_daemon_adopts_the_processes() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    let before = sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, before) = Sluice::serving_v1("[50]").await;
     let v1 = pids(&before, "v1");
     let proxy = sluice.store().process("proxy").unwrap().unwrap().pid;
     let users = sluice.users(200.0, 20);
@@ -40,11 +36,7 @@ async fn traffic_flows_while_the_daemon_is_down_and_a_restarted_daemon_adopts_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_dies_is_restarted_with_its_routes() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (sluice, _) = Sluice::serving_v1("[50]").await;
     let proxy = sluice.store().process("proxy").unwrap().unwrap().pid;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(proxy as i32),
@@ -71,11 +63,7 @@ async fn a_proxy_that_dies_is_restarted_with_its_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_stops_everything_started_for_the_data_directory() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    let status = sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, status) = Sluice::serving_v1("[50]").await;
     let mut all = pids(&status, "v1");
     all.push(u64::from(sluice.store().process("proxy").unwrap().unwrap().pid));
     let down = sluice.cli(&["down"]);

@@ -7,16 +7,7 @@ use super::support::*;
 /// Shares the users' traffic by revision over each second, with the weight in force during it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
-    let mut sluice = Sluice::start().await;
-    assert!(
-        sluice
-            .apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]"))
-            .status
-            .success()
-    );
-    let first = sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (sluice, first) = Sluice::serving_v1("[20, 50]").await;
     let v1 = pids(&first, "v1");
     assert_eq!(v1.len(), 2, "{first:#}");
 
@@ -104,16 +95,7 @@ async fn a_healthy_candidate_is_promoted_and_the_split_moves_step_by_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_candidate_is_rolled_back_and_left_running_for_inspection() {
-    let mut sluice = Sluice::start().await;
-    assert!(
-        sluice
-            .apply(&spec(sluice.listen, "v1", 0.0, "[20, 50]"))
-            .status
-            .success()
-    );
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, _) = Sluice::serving_v1("[20, 50]").await;
     let users = sluice.users(200.0, 30);
     let stats = users.stats();
     assert!(
@@ -177,11 +159,7 @@ async fn a_failing_candidate_is_rolled_back_and_left_running_for_inspection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_exits_at_start_is_rolled_back() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, _) = Sluice::serving_v1("[50]").await;
     let crashing = spec_with_command(
         sluice.listen,
         "v2",
@@ -202,11 +180,7 @@ async fn a_candidate_that_exits_at_start_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_progress_deadline() {
-    let mut sluice = Sluice::start().await;
-    assert!(sluice.apply(&spec(sluice.listen, "v1", 0.0, "[50]")).status.success());
-    sluice
-        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
-        .await;
+    let (mut sluice, _) = Sluice::serving_v1("[50]").await;
     let applied_at = tokio::time::Instant::now();
     let hanging = spec_with_command(
         sluice.listen,

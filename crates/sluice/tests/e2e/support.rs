@@ -38,6 +38,18 @@ impl Sluice {
         sluice
     }
 
+    /// A daemon serving the `web` service at revision v1 (healthy), its canary plan stepping through `steps`;
+    /// returns v1's status.
+    pub async fn serving_v1(steps: &str) -> (Sluice, Value) {
+        let mut sluice = Sluice::start().await;
+        let applied = sluice.apply(&spec(sluice.listen, "v1", 0.0, steps));
+        assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+        let status = sluice
+            .wait_for("web", Duration::from_secs(20), |s| phase(s) == "Succeeded")
+            .await;
+        (sluice, status)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
