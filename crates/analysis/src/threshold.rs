@@ -68,6 +68,7 @@ fn judge_one(check: &MetricCheck, window: &Window) -> CheckOutcome {
         candidate_requests: window.candidate.requests,
         stable_requests: window.stable.requests,
         limit,
+        evidence: None,
         passed,
         message,
     }

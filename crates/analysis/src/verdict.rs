@@ -16,8 +16,11 @@ pub struct CheckOutcome {
     pub candidate_requests: u64,
     /// Requests the stable revision answered in the window.
     pub stable_requests: u64,
-    /// The limit the value was held to, as a user reads it (`>= 99%`, `<= 500ms`).
+    /// The limit the value was held to, as a user reads it (`>= 99%`, `<= 500ms`, `e-value < 20`).
     pub limit: String,
+    /// The evidence weighed against the limit: an e-value, a confidence bound, a shift estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<f64>,
     /// Whether the check passed.
     pub passed: bool,
     /// A one-line explanation in Flagger's wording when it failed.

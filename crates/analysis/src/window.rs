@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::Histogram;
+
 /// One revision's traffic over an analysis window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -12,6 +14,9 @@ pub struct RevisionWindow {
     pub errors: u64,
     /// The 99th percentile of latency over the window, in milliseconds; `None` when no request was answered.
     pub p99_ms: Option<f64>,
+    /// The window's latencies in fixed buckets, when the source has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Histogram>,
 }
 
 impl RevisionWindow {
@@ -21,15 +26,6 @@ impl RevisionWindow {
             .then(|| 100.0 * (self.requests - self.errors.min(self.requests)) as f64 / self.requests as f64)
     }
 
-    /// Adds another window's counts; quantiles cannot be added, so the larger p99 is kept as a bound.
-    pub fn absorb(&mut self, other: &RevisionWindow) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.p99_ms = match (self.p99_ms, other.p99_ms) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-    }
 }
 
 /// What both revisions did over one analysis window.

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use sluice_analysis::{Verdict, judge_thresholds};
-use sluice_spec::{OnFailure, RevisionRef};
+use sluice_analysis::{JudgeState, Verdict, judge_thresholds};
+use sluice_spec::{OnFailure, OnInconclusive, RevisionRef};
 
 use crate::{
-    Action, Command, Desired, Event, Health, Hold, HoldReason, Observations, Phase, Role, Rollout, Severity,
+    Action, Command, Desired, Event, Health, Hold, HoldReason, Observations, Phase, Plan, Role, Rollout, Severity,
     TimeoutAction,
 };
 
@@ -82,6 +82,14 @@ fn route_of(rollout: &Rollout) -> Option<Action> {
     })
 }
 
+/// Evaluations in a row without usable metrics before a rollout is held.
+const MAX_METRIC_GAPS: u32 = 30;
+
+fn after(start: Timestamp, duration: Duration) -> Timestamp {
+    let span = SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX);
+    start.checked_add(span).unwrap_or(Timestamp::MAX)
+}
+
 struct Decision {
     rollout: Rollout,
     actions: Vec<Action>,
@@ -107,8 +115,7 @@ impl Decision {
     }
 
     fn after(&self, duration: Duration) -> Timestamp {
-        let span = SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX);
-        self.now.checked_add(span).unwrap_or(Timestamp::MAX)
+        after(self.now, duration)
     }
 
     fn candidate_name(&self) -> String {
@@ -150,8 +157,16 @@ impl Decision {
             }
             Command::Resume => {
                 if let Some(hold) = self.rollout.hold.take() {
-                    if matches!(hold.reason, HoldReason::FailedAnalysis { .. }) {
-                        self.rollout.failed_checks = 0;
+                    match hold.reason {
+                        HoldReason::FailedAnalysis { .. } => {
+                            self.rollout.failed_checks = 0;
+                            // The evidence led to the hold; whoever resumes asks for a fresh look.
+                            if let Some(plan) = &self.rollout.plan {
+                                self.rollout.judge = JudgeState::new(&plan.judge);
+                            }
+                        }
+                        HoldReason::MetricsUnavailable => self.rollout.metric_gaps = 0,
+                        HoldReason::Operator | HoldReason::Inconclusive { .. } => {}
                     }
                     if let Some(deadline) = self.rollout.deadline {
                         let held = self.now.duration_since(hold.since);
@@ -159,6 +174,7 @@ impl Decision {
                     }
                 }
                 self.rollout.window_start = self.now;
+                self.rollout.step_started_at = self.now;
                 self.record(Severity::Info, "Rollout resumed by an operator");
             }
             Command::Promote => {
@@ -369,6 +385,11 @@ impl Decision {
             self.rollout.step = 0;
             self.rollout.weight = first;
             self.rollout.window_start = self.now;
+            self.rollout.step_started_at = self.now;
+            self.rollout.metric_gaps = 0;
+            if let Some(plan) = &self.rollout.plan {
+                self.rollout.judge = JudgeState::new(&plan.judge);
+            }
             self.enter(Phase::Progressing);
             self.record(
                 Severity::Info,
@@ -386,61 +407,133 @@ impl Decision {
 
     fn progress(&mut self, observations: &Observations) {
         let Some(plan) = self.rollout.plan.clone() else { return };
-        if self.now < self.after_window(plan.interval) {
+        if plan.is_comparative() {
+            self.progress_comparative(&plan, observations);
+        } else {
+            self.progress_threshold(&plan, observations);
+        }
+    }
+
+    /// Flagger's loop: once per interval, first the failed-checks threshold, then the analysis of the interval.
+    fn progress_threshold(&mut self, plan: &Plan, observations: &Observations) {
+        if self.now < after(self.rollout.window_start, plan.interval) {
             return;
+        }
+        self.rollout.window_start = self.now;
+        self.rollout.step_started_at = self.now;
+        if self.rollout.failed_checks >= plan.threshold {
+            let reason = format!("Failed checks threshold reached {}", self.rollout.failed_checks);
+            self.record(Severity::Warning, reason.clone());
+            return self.fail(plan, reason);
         }
         let window = observations.window.clone().unwrap_or_default();
         let verdict = judge_thresholds(&plan.metrics, &window);
         self.rollout.last_checks = verdict.checks().to_vec();
-        self.rollout.window_start = self.now;
         match verdict {
             Verdict::Inconclusive { reason } => {
-                self.record(
-                    Severity::Warning,
-                    format!("Analysis inconclusive ({reason}): judging the interval again"),
-                );
+                self.record(Severity::Warning, format!("Analysis inconclusive ({reason}): judging the interval again"));
             }
-            Verdict::Pass { .. } => match plan.steps.get(self.rollout.step + 1) {
-                Some(&next) => {
-                    self.rollout.step += 1;
-                    self.rollout.weight = next;
-                    self.record(Severity::Info, format!("Advance canary weight {next}"));
-                    self.route();
-                }
-                None => self.promote(),
-            },
+            Verdict::Pass { .. } => self.next_step(plan),
             Verdict::Fail { .. } => {
                 self.rollout.failed_checks += 1;
-                self.record(
-                    Severity::Warning,
-                    format!("Halt advancement: {}", verdict.failure_summary()),
-                );
-                if self.rollout.failed_checks >= plan.threshold {
-                    let reason = format!("Failed checks threshold reached {}", self.rollout.failed_checks);
-                    self.record(Severity::Warning, reason.clone());
-                    match plan.on_failure {
-                        OnFailure::Rollback => self.rollback(reason),
-                        OnFailure::Hold => {
-                            let until = self.after(plan.hold_timeout);
-                            self.rollout.hold = Some(Hold {
-                                reason: HoldReason::FailedAnalysis {
-                                    summary: reason.clone(),
-                                },
-                                since: self.now,
-                                until,
-                                on_timeout: TimeoutAction::Rollback,
-                            });
-                            self.record(Severity::Error, format!("{reason}: holding for a human; rolls back at {until} unless resumed, promoted or aborted"));
-                        }
+                self.record(Severity::Warning, format!("Halt advancement: {}", verdict.failure_summary()));
+            }
+        }
+    }
+
+    /// The comparative judges: evidence every evaluation interval, a step every step interval, and a verdict on
+    /// promotion at the end of the plan.
+    fn progress_comparative(&mut self, plan: &Plan, observations: &Observations) {
+        if self.now >= after(self.rollout.window_start, plan.evaluation_interval) {
+            self.rollout.window_start = self.now;
+            match observations.window.as_ref().filter(|w| w.complete) {
+                None => {
+                    self.rollout.metric_gaps += 1;
+                    if self.rollout.metric_gaps == 1 {
+                        self.record(Severity::Warning, "Metrics missing for an evaluation window: it is not counted");
                     }
+                    if self.rollout.metric_gaps == MAX_METRIC_GAPS {
+                        let summary = format!("Metrics unavailable for {MAX_METRIC_GAPS} evaluations in a row");
+                        return self.hold(plan, HoldReason::MetricsUnavailable, summary);
+                    }
+                }
+                Some(window) => {
+                    self.rollout.metric_gaps = 0;
+                    let verdict = self.rollout.judge.observe(&plan.judge, window);
+                    if !verdict.checks().is_empty() {
+                        self.rollout.last_checks = verdict.checks().to_vec();
+                    }
+                    if let Verdict::Fail { .. } = verdict {
+                        self.rollout.failed_checks += 1;
+                        let summary = format!("Halt advancement: {}", verdict.failure_summary());
+                        self.record(Severity::Warning, summary.clone());
+                        return self.fail(plan, summary);
+                    }
+                }
+            }
+        }
+        if self.now < after(self.rollout.step_started_at, plan.interval) {
+            return;
+        }
+        if self.rollout.step + 1 < plan.steps.len() {
+            return self.next_step(plan);
+        }
+        match self.rollout.judge.conclude(&plan.judge) {
+            Verdict::Pass { checks } => {
+                self.rollout.last_checks = checks;
+                self.record(Severity::Info, "Analysis conclusive: the candidate is not worse than stable");
+                self.promote();
+            }
+            Verdict::Fail { checks } => {
+                let summary =
+                    checks.iter().filter(|c| !c.passed).map(|c| c.message.as_str()).collect::<Vec<_>>().join("; ");
+                self.rollout.last_checks = checks;
+                self.fail(plan, format!("Analysis failed at the end of the plan: {summary}"));
+            }
+            Verdict::Inconclusive { reason } => {
+                let summary = format!("Analysis inconclusive at the end of the plan: {reason}");
+                match plan.on_inconclusive {
+                    OnInconclusive::Hold => {
+                        self.hold(plan, HoldReason::Inconclusive { summary: summary.clone() }, summary)
+                    }
+                    OnInconclusive::Promote => {
+                        self.record(Severity::Warning, format!("{summary}; promoting as onInconclusive says"));
+                        self.promote();
+                    }
+                    OnInconclusive::Rollback => self.rollback(summary),
                 }
             }
         }
     }
 
-    fn after_window(&self, interval: Duration) -> Timestamp {
-        let span = SignedDuration::try_from(interval).unwrap_or(SignedDuration::MAX);
-        self.rollout.window_start.checked_add(span).unwrap_or(Timestamp::MAX)
+    fn next_step(&mut self, plan: &Plan) {
+        match plan.steps.get(self.rollout.step + 1) {
+            Some(&next) => {
+                self.rollout.step += 1;
+                self.rollout.weight = next;
+                self.rollout.step_started_at = self.now;
+                self.record(Severity::Info, format!("Advance canary weight {next}"));
+                self.route();
+            }
+            None => self.promote(),
+        }
+    }
+
+    /// The analysis failed: roll back, or hold for a human under `onFailure: hold`.
+    fn fail(&mut self, plan: &Plan, reason: String) {
+        match plan.on_failure {
+            OnFailure::Rollback => self.rollback(reason),
+            OnFailure::Hold => self.hold(plan, HoldReason::FailedAnalysis { summary: reason.clone() }, reason),
+        }
+    }
+
+    fn hold(&mut self, plan: &Plan, reason: HoldReason, summary: String) {
+        let until = self.after(plan.hold_timeout);
+        self.rollout.hold = Some(Hold { reason, since: self.now, until, on_timeout: TimeoutAction::Rollback });
+        self.record(
+            Severity::Error,
+            format!("{summary}: holding for a human; rolls back at {until} unless resumed, promoted or aborted"),
+        );
     }
 
     fn promote(&mut self) {

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_spec::{MetricCheck, OnFailure, ServiceSpec};
+use sluice_analysis::{
+    DEFAULT_LATENCY_THRESHOLDS_MS, JudgeConfig, MannWhitneyConfig, PromotionMargin, SequentialConfig,
+};
+use sluice_spec::{Judge, MetricCheck, OnFailure, OnInconclusive, ServiceSpec};
 
 /// How a rollout proceeds: its steps, pacing, checks and what to do on failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,8 +20,14 @@ pub struct Plan {
     pub progress_deadline: Duration,
     /// Failed checks (cumulative) before the rollout fails.
     pub threshold: u32,
-    /// The checks each interval is judged by.
+    /// The checks each interval is judged by (the threshold judge), or the guardrails (the sequential judge).
     pub metrics: Vec<MetricCheck>,
+    /// Which judge decides.
+    pub judge: JudgeConfig,
+    /// How often a comparative judge looks at the evidence.
+    pub evaluation_interval: Duration,
+    /// What an inconclusive end of plan does.
+    pub on_inconclusive: OnInconclusive,
     /// Roll back, or hold for a human, when the rollout fails its analysis.
     pub on_failure: OnFailure,
     /// How long any hold lasts before its timeout action is taken.
@@ -42,14 +51,41 @@ impl Plan {
             progress_deadline: body.progress_deadline.0,
             threshold: body.analysis.threshold,
             metrics: body.analysis.metrics.clone(),
+            judge: judge_config(&body.analysis),
+            evaluation_interval: body.analysis.evaluation_interval.0,
+            on_inconclusive: body.analysis.on_inconclusive,
             on_failure: body.analysis.on_failure,
             hold_timeout: body.analysis.hold_timeout.0,
             drain: Self::DEFAULT_DRAIN,
         }
     }
 
+    /// Whether the judge compares with stable as evidence accrues, rather than once per step (threshold).
+    pub fn is_comparative(&self) -> bool {
+        !matches!(self.judge, JudgeConfig::Threshold { .. })
+    }
+
     /// The last weight before promotion.
     pub fn max_weight(&self) -> u8 {
         self.steps.last().copied().unwrap_or(0)
+    }
+}
+
+/// The judge a spec's analysis block asks for.
+pub fn judge_config(analysis: &sluice_spec::Analysis) -> JudgeConfig {
+    match analysis.judge {
+        Judge::Threshold => JudgeConfig::Threshold { checks: analysis.metrics.clone() },
+        Judge::Sequential => JudgeConfig::Sequential(SequentialConfig {
+            alpha: analysis.alpha,
+            tolerance: analysis.tolerance,
+            promotion_margin: PromotionMargin::default(),
+            latency_thresholds_ms: DEFAULT_LATENCY_THRESHOLDS_MS.to_vec(),
+            guardrails: analysis.metrics.clone(),
+        }),
+        Judge::MannWhitney => JudgeConfig::MannWhitney(MannWhitneyConfig {
+            confidence: analysis.mann_whitney.confidence / 100.0,
+            tolerance: analysis.mann_whitney.tolerance,
+            pass_score: analysis.mann_whitney.pass_score,
+        }),
     }
 }

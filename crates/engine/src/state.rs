@@ -4,7 +4,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sluice_analysis::CheckOutcome;
+use sluice_analysis::{CheckOutcome, JudgeState};
 use sluice_spec::RevisionRef;
 
 use crate::Plan;
@@ -58,6 +58,10 @@ pub enum HoldReason {
     Operator,
     /// The analysis failed and `onFailure: hold` asked for a human.
     FailedAnalysis { summary: String },
+    /// The plan ended without evidence either way and `onInconclusive: hold` asked for a human.
+    Inconclusive { summary: String },
+    /// The metrics could not be read for too many evaluations in a row.
+    MetricsUnavailable,
 }
 
 /// What happens when a hold reaches its timeout.
@@ -108,6 +112,15 @@ pub struct Rollout {
     pub phase_since: Timestamp,
     /// Start of the analysis window being collected; the controller reports traffic since then.
     pub window_start: Timestamp,
+    /// When the current step began (its interval is measured from here).
+    #[serde(default = "epoch")]
+    pub step_started_at: Timestamp,
+    /// What the judge has accumulated in this rollout.
+    #[serde(default)]
+    pub judge: JudgeState,
+    /// Evaluations in a row whose metrics could not be read.
+    #[serde(default)]
+    pub metric_gaps: u32,
     /// A deadline for the current phase: readiness in Initializing/Deploying, draining in Finalising.
     pub deadline: Option<Timestamp>,
     /// The hold, if the rollout is paused.
@@ -133,6 +146,9 @@ impl Rollout {
             failed_checks: 0,
             phase_since: Timestamp::UNIX_EPOCH,
             window_start: Timestamp::UNIX_EPOCH,
+            step_started_at: Timestamp::UNIX_EPOCH,
+            judge: JudgeState::Threshold,
+            metric_gaps: 0,
             deadline: None,
             hold: None,
             last_checks: Vec::new(),
@@ -142,18 +158,17 @@ impl Rollout {
 
     /// The phase as a user reads it: `Paused` while held, the phase otherwise.
     pub fn display_phase(&self) -> String {
-        match &self.hold {
-            Some(Hold {
-                reason: HoldReason::Operator,
-                ..
-            }) => format!("Paused ({}, by an operator)", self.phase),
-            Some(Hold {
-                reason: HoldReason::FailedAnalysis { .. },
-                ..
-            }) => {
-                format!("Paused ({}, failed analysis)", self.phase)
-            }
-            None => self.phase.to_string(),
-        }
+        let Some(hold) = &self.hold else { return self.phase.to_string() };
+        let why = match hold.reason {
+            HoldReason::Operator => "by an operator",
+            HoldReason::FailedAnalysis { .. } => "failed analysis",
+            HoldReason::Inconclusive { .. } => "inconclusive analysis",
+            HoldReason::MetricsUnavailable => "metrics unavailable",
+        };
+        format!("Paused ({}, {why})", self.phase)
     }
+}
+
+fn epoch() -> Timestamp {
+    Timestamp::UNIX_EPOCH
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use sluice_analysis::{RevisionWindow, Window};
+use sluice_analysis::{JudgeConfig, RevisionWindow, Window};
 use sluice_engine::{
     Action, Command, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
 };
-use sluice_spec::{MetricCheck, MetricName, OnFailure, RevisionRef, ThresholdRange};
+use sluice_spec::{MetricCheck, MetricName, OnFailure, OnInconclusive, RevisionRef, ThresholdRange};
 
 fn revision(name: &str) -> RevisionRef {
     RevisionRef {
@@ -18,12 +18,7 @@ fn revision(name: &str) -> RevisionRef {
 }
 
 fn plan() -> Plan {
-    Plan {
-        steps: vec![10, 20, 30, 40, 50],
-        interval: Duration::from_secs(60),
-        progress_deadline: Duration::from_secs(60),
-        threshold: 5,
-        metrics: vec![
+    let metrics = vec![
             MetricCheck {
                 name: MetricName::RequestSuccessRate,
                 threshold_range: ThresholdRange {
@@ -38,7 +33,16 @@ fn plan() -> Plan {
                     max: Some(500.0),
                 },
             },
-        ],
+        ];
+    Plan {
+        steps: vec![10, 20, 30, 40, 50],
+        interval: Duration::from_secs(60),
+        progress_deadline: Duration::from_secs(60),
+        threshold: 5,
+        judge: JudgeConfig::Threshold { checks: metrics.clone() },
+        metrics,
+        evaluation_interval: Duration::from_secs(1),
+        on_inconclusive: OnInconclusive::Hold,
         on_failure: OnFailure::Rollback,
         hold_timeout: Duration::from_secs(3600),
         drain: Duration::from_secs(5),
@@ -57,11 +61,13 @@ fn window(requests: u64, errors: u64, p99_ms: f64) -> Window {
         requests,
         errors,
         p99_ms: Some(p99_ms),
+        latency: None,
     };
     let stable = RevisionWindow {
         requests: requests * 9,
         errors: 0,
         p99_ms: Some(50.0),
+        latency: None,
     };
     Window {
         candidate,
@@ -221,12 +227,13 @@ fn failed_checks_hold_the_weight_and_roll_back_at_the_threshold() {
     sim.tick(Health::Ready, None);
     sim.tick(Health::Ready, None);
     assert_eq!(sim.weight, Some(10));
-    for failed in 1..=4 {
+    for failed in 1..=5 {
         sim.advance(60);
         sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
         assert_eq!(sim.rollout.failed_checks, failed);
         assert_eq!(sim.weight, Some(10), "a failing interval holds the weight");
     }
+    // As in Flagger, the threshold is checked at the start of the next interval.
     assert!(sim.has_event("Halt advancement: request-success-rate 93.10% < 99%"));
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
@@ -354,6 +361,9 @@ fn on_failure_hold_pauses_and_the_hold_times_out_into_a_rollback_with_an_alert()
     sim.apply_plan_and("v2");
     sim.tick(Health::Ready, None);
     sim.tick(Health::Ready, None);
+    sim.advance(60);
+    sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
+    assert!(sim.rollout.hold.is_none(), "the threshold is checked at the next interval");
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
     assert_eq!(sim.rollout.phase, Phase::Progressing);

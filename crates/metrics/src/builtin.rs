@@ -21,6 +21,7 @@ struct Counts {
     requests: u64,
     errors: u64,
     latency_us: Histogram<u64>,
+    buckets: Option<sluice_analysis::stats::Histogram>,
 }
 
 /// Every revision's cumulative counts at one instant.
@@ -172,6 +173,22 @@ fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
         );
     }
     Ok(Sample { at, revisions })
+}
+
+/// The snapshot's cumulative `le` buckets as per-bucket counts.
+fn buckets_of(revision: &sluice_proxy::snapshot::RevisionSnapshot) -> Option<sluice_analysis::stats::Histogram> {
+    let bounds: Vec<f64> = revision.latency_buckets_ms.iter().map(|b| b.le).filter(|le| le.is_finite()).collect();
+    let mut previous = 0;
+    let counts = revision
+        .latency_buckets_ms
+        .iter()
+        .map(|b| {
+            let count = b.count.saturating_sub(previous);
+            previous = b.count;
+            count
+        })
+        .collect();
+    sluice_analysis::stats::Histogram::from_counts(bounds, counts).ok()
 }
 
 fn diff(latest: &Sample, base: &Sample, service: &str, revision: &str) -> RevisionWindow {

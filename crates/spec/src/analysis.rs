@@ -11,8 +11,24 @@ use crate::duration::Duration;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Analysis {
-    /// Which judge decides.
+    /// Which judge decides: `sequential` (the default) compares the candidate with the stable revision as
+    /// evidence accrues; `threshold` holds the candidate to fixed limits (Flagger); `mannWhitney` compares
+    /// interval series once, at the end of the plan (Kayenta).
     pub judge: Judge,
+    /// How often the evidence is looked at, independent of the step interval. The threshold judge looks once
+    /// per step interval, as Flagger does.
+    pub evaluation_interval: Duration,
+    /// The chance of rolling back a good candidate that the sequential judge allows, however often it looks.
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: f64,
+    /// How much worse (as a ratio: 0.05 = 5%) the candidate's error and slow-request rates may be and still
+    /// count as no regression.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub tolerance: f64,
+    /// What an end of plan without enough evidence either way does.
+    pub on_inconclusive: OnInconclusive,
+    /// Settings of the Mann–Whitney judge.
+    pub mann_whitney: MannWhitneySettings,
     /// Failed checks before the failure action is taken.
     #[schemars(range(min = 1, max = 1000))]
     pub threshold: u32,
@@ -27,7 +43,12 @@ pub struct Analysis {
 impl Default for Analysis {
     fn default() -> Self {
         Self {
-            judge: Judge::Threshold,
+            judge: Judge::Sequential,
+            evaluation_interval: Duration(std::time::Duration::from_secs(1)),
+            alpha: 0.05,
+            tolerance: DEFAULT_TOLERANCE,
+            on_inconclusive: OnInconclusive::Hold,
+            mann_whitney: MannWhitneySettings::default(),
             threshold: 5,
             on_failure: OnFailure::Rollback,
             hold_timeout: Duration(std::time::Duration::from_secs(3600)),
@@ -51,13 +72,59 @@ impl Default for Analysis {
     }
 }
 
+/// The default `tolerance`.
+pub const DEFAULT_TOLERANCE: f64 = 0.0;
+
 /// The judges that can decide on a revision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Judge {
-    /// A check fails when a metric leaves its threshold range.
+    /// An anytime-valid test of the candidate's error and slow-request counts against the stable revision's,
+    /// with the metrics' ranges as guardrails.
     #[default]
+    Sequential,
+    /// A check fails when a metric leaves its threshold range (Flagger).
     Threshold,
+    /// A fixed-horizon Mann–Whitney comparison of interval series, scored (Kayenta).
+    MannWhitney,
+}
+
+/// What an inconclusive end of plan does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    /// Wait for an operator (until `holdTimeout`, then roll back).
+    #[default]
+    Hold,
+    /// Promote anyway.
+    Promote,
+    /// Roll back.
+    Rollback,
+}
+
+/// Settings of the Mann–Whitney judge, Kayenta's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct MannWhitneySettings {
+    /// Confidence of each metric's comparison, in percent.
+    #[schemars(range(min = 50.0, max = 99.99))]
+    pub confidence: f64,
+    /// Relative change of a metric that still counts as a pass.
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub tolerance: f64,
+    /// Score (percent of metrics passing) needed to promote.
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub pass_score: f64,
+}
+
+impl Default for MannWhitneySettings {
+    fn default() -> Self {
+        MannWhitneySettings {
+            confidence: 98.0,
+            tolerance: 0.25,
+            pass_score: 95.0,
+        }
+    }
 }
 
 /// What happens when a revision fails its analysis.

@@ -20,7 +20,10 @@ mod strategy;
 mod syntax;
 mod yaml;
 
-pub use analysis::{Analysis, Judge, MetricCheck, MetricName, OnFailure, ThresholdRange};
+pub use analysis::{
+    Analysis, DEFAULT_TOLERANCE, Judge, MannWhitneySettings, MetricCheck, MetricName, OnFailure, OnInconclusive,
+    ThresholdRange,
+};
 pub use duration::{Duration, InvalidDuration};
 pub use errors::{FieldError, SpecErrors};
 pub use parse::parse;

@@ -15,11 +15,12 @@ use crate::strategy::DEFAULT_MAX_WEIGHT;
 use crate::syntax::PORT_PLACEHOLDER;
 
 /// Every field that holds a duration; all of them must be longer than zero.
-const DURATION_FIELDS: [&[&str]; 4] = [
+const DURATION_FIELDS: [&[&str]; 5] = [
     &["spec", "progressDeadline"],
     &["spec", "revision", "process", "readiness", "timeout"],
     &["spec", "strategy", "canary", "interval"],
     &["spec", "analysis", "holdTimeout"],
+    &["spec", "analysis", "evaluationInterval"],
 ];
 
 /// All cross-field problems in the document.

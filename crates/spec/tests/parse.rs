@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sluice_spec::{
-    Analysis, Canary, Duration, Judge, Metadata, MetricCheck, MetricName, OnFailure, ProcessSpec, Readiness,
-    RevisionSpec, ServiceBody, ServiceSpec, Strategy, ThresholdRange, parse,
+    Analysis, Canary, DEFAULT_TOLERANCE, Duration, Judge, MannWhitneySettings, Metadata, MetricCheck, MetricName,
+    OnFailure, OnInconclusive, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec, Strategy,
+    ThresholdRange, parse,
 };
 
 const MINIMAL: &str = include_str!("fixtures/minimal.yaml");
@@ -223,7 +224,7 @@ fn bad_specs_report_each_problem_with_its_path() {
                  - name: request-duration\n      thresholdRange: { max: 0 }",
             ),
             vec![
-                r#"spec.analysis.judge: expected one of: threshold, got "bayes""#,
+                r#"spec.analysis.judge: expected one of: sequential, threshold, mannWhitney, got "bayes""#,
                 r#"spec.analysis.metrics[0].name: expected one of: request-success-rate, request-duration, got "latency""#,
                 "spec.analysis.metrics[1].thresholdRange.max: not allowed for request-success-rate",
                 "spec.analysis.metrics[1].thresholdRange.min: must be 0..=100 (a percentage), got 120",
@@ -313,7 +314,12 @@ fn minimal_spec_gets_every_default() {
                 interval: secs(60),
             }),
             analysis: Analysis {
-                judge: Judge::Threshold,
+                judge: Judge::Sequential,
+                evaluation_interval: secs(1),
+                alpha: 0.05,
+                tolerance: DEFAULT_TOLERANCE,
+                on_inconclusive: OnInconclusive::Hold,
+                mann_whitney: MannWhitneySettings::default(),
                 threshold: 5,
                 on_failure: OnFailure::Rollback,
                 hold_timeout: secs(3600),
