@@ -86,7 +86,7 @@ async fn put_routes(admin: &Admin, request: Request<Incoming>) -> Response<Full<
         Err(error) => {
             let status = match &error {
                 ApplyError::Stale { .. } | ApplyError::Conflicting { .. } => StatusCode::CONFLICT,
-                ApplyError::Invalid(_) | ApplyError::Bind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ApplyError::Invalid(_) | ApplyError::Bind(_) | ApplyError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ApplyError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             tracing::warn!(%error, "route table rejected");

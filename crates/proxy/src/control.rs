@@ -8,15 +8,19 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
+use crate::error::ProxyError;
 use crate::forward::{self, Origin};
 use crate::plane::DataPlane;
 use crate::routes::{RouteTable, TableError};
 use crate::routing::RoutingTable;
 use crate::server;
 use crate::state_file::{self, StateFileError};
+use crate::tls::{self, TlsError};
+use crate::workers;
 
 /// Why a pushed table was not applied; when this is returned nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,8 @@ pub(crate) enum ApplyError {
     Bind(#[from] BindError),
     #[error("route table not applied because it could not be persisted: {0}")]
     Persist(#[from] StateFileError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A service's listen address could not be bound.
@@ -59,6 +65,8 @@ pub(crate) struct Control {
     plane: Arc<DataPlane>,
     state_file: Option<PathBuf>,
     shutdown: watch::Receiver<bool>,
+    /// The runtime of each worker; every service gets one listener socket per worker.
+    workers: Vec<Handle>,
     listeners: Mutex<Listeners>,
 }
 
@@ -70,21 +78,34 @@ struct Listeners {
     tasks: JoinSet<()>,
 }
 
+/// A table checked, compiled and bound, ready to take effect.
+struct Prepared {
+    routing: RoutingTable,
+    bound: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
+}
+
 impl Control {
-    pub(crate) fn new(plane: Arc<DataPlane>, state_file: Option<PathBuf>, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        plane: Arc<DataPlane>,
+        state_file: Option<PathBuf>,
+        shutdown: watch::Receiver<bool>,
+        workers: Vec<Handle>,
+    ) -> Self {
         Self {
             plane,
             state_file,
             shutdown,
+            workers,
             listeners: Mutex::new(Listeners::default()),
         }
     }
 
     /// Installs the table the proxy starts with; it is already persisted (or never will be).
-    pub(crate) async fn install_initial(&self, table: RouteTable) -> Result<(), BindError> {
+    pub(crate) async fn install_initial(&self, table: RouteTable) -> Result<(), ProxyError> {
+        table.validate()?;
         let mut listeners = self.listeners.lock().await;
-        let bound = bind_new_listeners(&table, &listeners.active).await?;
-        self.install(&mut listeners, table, bound);
+        let prepared = self.prepare::<ProxyError>(table, &listeners)?;
+        self.install(&mut listeners, prepared);
         Ok(())
     }
 
@@ -106,12 +127,12 @@ impl Control {
                 Err(ApplyError::Conflicting { version: table.version })
             };
         }
-        let bound = bind_new_listeners(&table, &listeners.active).await?;
+        let prepared = self.prepare::<ApplyError>(table, &listeners)?;
         if let Some(path) = &self.state_file {
-            state_file::save(path, &table).await?;
+            state_file::save(path, prepared.routing.spec()).await?;
         }
-        let version = table.version;
-        self.install(&mut listeners, table, bound);
+        let version = prepared.routing.version();
+        self.install(&mut listeners, prepared);
         Ok(Applied::Swapped { version })
     }
 
@@ -128,16 +149,36 @@ impl Control {
         first_failure
     }
 
-    fn install(&self, listeners: &mut Listeners, table: RouteTable, bound: Vec<(SocketAddr, TcpListener)>) {
-        let routing = RoutingTable::build(table, &self.plane.table.load(), &self.plane.stats);
+    fn prepare<E>(&self, table: RouteTable, listeners: &Listeners) -> Result<Prepared, E>
+    where
+        E: From<TlsError> + From<BindError> + From<TableError>,
+    {
+        let tls = tls::load_all(&table)?;
+        let bound = self.bind_new_listeners(&table, &listeners.active)?;
+        let routing = RoutingTable::build(
+            table,
+            &self.plane.table.load(),
+            &self.plane.stats,
+            &self.plane.endpoints,
+            tls,
+        )?;
+        Ok(Prepared { routing, bound })
+    }
+
+    fn install(&self, listeners: &mut Listeners, prepared: Prepared) {
+        let Prepared { routing, bound } = prepared;
         let routed: Vec<SocketAddr> = routing.spec().services.iter().map(|s| s.listen).collect();
         tracing::info!(version = routing.version(), "route table applied");
         self.plane.table.store(Arc::new(routing));
         // Accept only after the swap, so the first connection already finds its route.
-        for (listen, listener) in bound {
+        for (listen, sockets) in bound {
             let (stop, stopped) = watch::channel(false);
             listeners.active.insert(listen, stop);
-            listeners.tasks.spawn(self.serve_service(listen, listener, stopped));
+            for (socket, worker) in sockets.into_iter().zip(&self.workers) {
+                listeners
+                    .tasks
+                    .spawn_on(self.serve_service(listen, socket, stopped.clone()), worker);
+            }
         }
         listeners.active.retain(|listen, stop| {
             let keep = routed.contains(listen);
@@ -149,51 +190,69 @@ impl Control {
         });
         while listeners.tasks.try_join_next().is_some() {}
         self.plane.stats.forget_unused();
+        self.plane.endpoints.forget_unused();
     }
 
     fn serve_service(
         &self,
         listen: SocketAddr,
-        listener: TcpListener,
+        socket: std::net::TcpListener,
         mut stopped: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let plane = self.plane.clone();
         let mut shutdown = self.shutdown.clone();
-        let stop = async move {
-            tokio::select! {
-                () = server::signalled(&mut stopped) => {}
-                () = server::signalled(&mut shutdown) => {}
-            }
-        };
-        server::serve(
-            listener,
-            move |peer| {
-                let plane = plane.clone();
-                let origin = Origin::new(listen, peer);
-                service_fn(move |request| forward::forward(plane.clone(), origin.clone(), request))
-            },
-            stop,
-        )
-    }
-}
-
-/// Binds every listen address of `table` not already served; on failure the ones bound so far
-/// are dropped, so a rejected table leaves no trace.
-async fn bind_new_listeners(
-    table: &RouteTable,
-    active: &HashMap<SocketAddr, watch::Sender<bool>>,
-) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
-    let mut bound = Vec::new();
-    for service in &table.services {
-        if active.contains_key(&service.listen) {
-            continue;
+        async move {
+            // Registered here, on the worker's own runtime, so its I/O is driven by that worker.
+            let listener = match TcpListener::from_std(socket) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%listen, %error, "cannot serve a bound listener");
+                    return;
+                }
+            };
+            let stop = async move {
+                tokio::select! {
+                    () = server::signalled(&mut stopped) => {}
+                    () = server::signalled(&mut shutdown) => {}
+                }
+            };
+            let tls_plane = plane.clone();
+            server::serve(
+                listener,
+                move || {
+                    let table = tls_plane.table.load();
+                    table.service_at(listen).and_then(|service| service.tls().cloned())
+                },
+                move |peer, tls| {
+                    let plane = plane.clone();
+                    let origin = Origin::new(listen, peer, tls);
+                    service_fn(move |request| forward::forward(plane.clone(), origin.clone(), request))
+                },
+                stop,
+            )
+            .await;
         }
-        let listener = TcpListener::bind(service.listen).await.map_err(|source| BindError {
-            service: service.name.clone(),
-            listen: service.listen,
-            source,
-        })?;
-        bound.push((service.listen, listener));
     }
-    Ok(bound)
+
+    /// Binds every listen address of `table` not already served, one socket per worker; on failure the
+    /// ones bound so far are dropped, so a rejected table leaves no trace.
+    fn bind_new_listeners(
+        &self,
+        table: &RouteTable,
+        active: &HashMap<SocketAddr, watch::Sender<bool>>,
+    ) -> Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>, BindError> {
+        let mut bound = Vec::new();
+        for service in &table.services {
+            if active.contains_key(&service.listen) {
+                continue;
+            }
+            let sockets = workers::bind(service.listen, self.workers.len()).map_err(|source| BindError {
+                service: service.name.clone(),
+                listen: service.listen,
+                source,
+            })?;
+            bound.push((service.listen, sockets));
+        }
+        Ok(bound)
+    }
 }

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+use crate::config_file::ConfigFileError;
 use crate::control::BindError;
 use crate::routes::TableError;
 use crate::state_file::StateFileError;
+use crate::tls::TlsError;
 
 /// Why [`start`](crate::start) or [`run`](crate::run) failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,15 @@ pub enum ProxyError {
     /// A service of the starting table could not be bound; the proxy refuses to run half its routes.
     #[error("cannot serve the starting route table: {0}")]
     ServiceBind(#[from] BindError),
+    /// A certificate of the starting table could not be used.
+    #[error("cannot serve the starting route table: {0}")]
+    Tls(#[from] TlsError),
+    /// The routes file given to `sluice proxy --config` could not be read.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
     /// The admin address file could not be written.
     #[error(transparent)]
     StateFile(#[from] StateFileError),

@@ -5,23 +5,31 @@ use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1;
 use tokio::time::Instant;
 
+use crate::affinity;
+use crate::body::{Grpc, Measure, ProxyBody, Relayed, UpstreamBody};
+use crate::mirror;
 use crate::plane::DataPlane;
-use crate::routing::{BackendRoutes, Instance};
-
-/// Body of a proxied response: the backend's, streamed, or the proxy's own error message.
-pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
+use crate::routes::UpstreamProtocol;
+use crate::routing::{BackendRoutes, ServiceRoutes};
+use crate::stats::{InFlight, Outcome, Recorder, class_of};
+use crate::upgrade;
+use crate::upstream::{ConnectError, Connection, Endpoint};
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), so a proxy
-/// must not pass them on. `Upgrade` is among them: upgrades are not proxied.
+/// must not pass them on. `Upgrade` is among them: an upgrade is re-requested explicitly, hop by hop.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
@@ -34,6 +42,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request came from, fixed for the life of a client connection.
 #[derive(Clone)]
@@ -42,12 +52,19 @@ pub(crate) struct Origin {
     pub(crate) listen: SocketAddr,
     /// The client's IP, preformatted once per connection for `x-forwarded-for`.
     pub(crate) client_ip: HeaderValue,
+    /// `http` or `https`, for `x-forwarded-proto`.
+    pub(crate) proto: HeaderValue,
 }
 
 impl Origin {
-    pub(crate) fn new(listen: SocketAddr, peer: SocketAddr) -> Self {
+    pub(crate) fn new(listen: SocketAddr, peer: SocketAddr, tls: bool) -> Self {
         let client_ip = HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value");
-        Self { listen, client_ip }
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        Self {
+            listen,
+            client_ip,
+            proto,
+        }
     }
 }
 
@@ -55,7 +72,7 @@ impl Origin {
 pub(crate) async fn forward(
     plane: Arc<DataPlane>,
     origin: Origin,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let received = Instant::now();
     let Some(service) = plane.table.load().service_at(origin.listen).cloned() else {
@@ -70,7 +87,7 @@ pub(crate) async fn forward(
             format!("service {}: CONNECT is not supported", service.name()),
         ));
     }
-    let Some((backend, instance)) = service.pick() else {
+    let Some(decision) = service.route(request.headers()) else {
         return Ok(message(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -79,55 +96,311 @@ pub(crate) async fn forward(
             ),
         ));
     };
-    let upstream = upstream_request(request, instance, &origin.client_ip);
-    let response = match plane.client.request(upstream).await {
-        Ok(response) => downstream_response(response),
-        Err(error) => bad_gateway(backend, instance, &error),
+    let exchange = Exchange {
+        service: &service,
+        backend: decision.backend,
+        recorder: decision.recorder,
+        started: decision.recorder.start(),
+        received,
     };
-    backend.stats().record(response.status(), received.elapsed());
-    Ok(response)
+    let client_upgrade = upgrade::requested(&mut request, service.protocol);
+    let (mut parts, body) = request.into_parts();
+    let received_bytes = (!body.is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
+    let mut body = UpstreamBody::Streamed {
+        inner: body,
+        received: received_bytes.clone(),
+    };
+    prepare_headers(&mut parts, &origin, client_upgrade.is_some(), service.protocol);
+    if let Some(backend) = service.mirror_for(&parts.method) {
+        body = match mirror::copy(&service, backend, &parts, body, received_bytes.as_deref()).await {
+            Ok(body) => body,
+            Err(response) => return Ok(exchange.answer(response)),
+        };
+    }
+    let (endpoint, connection) = match exchange.connect().await {
+        Ok(connected) => connected,
+        Err(response) => return Ok(exchange.answer(response)),
+    };
+    set_uri(&mut parts, service.protocol, &endpoint);
+    let sent = tokio::time::timeout(
+        service.request_timeout,
+        send(&endpoint, connection, Request::from_parts(parts, body), &service),
+    )
+    .await;
+    let (mut response, pooled) = match sent {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(error)) => {
+            let response = exchange.bad_gateway(&endpoint, &error);
+            return Ok(exchange.answer(response));
+        }
+        Err(_) => {
+            let response = exchange.gateway_timeout(&endpoint, service.request_timeout);
+            return Ok(exchange.answer(response));
+        }
+    };
+    let latency = received.elapsed();
+    if let Some(client_upgrade) = client_upgrade
+        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        upgrade::tunnel(client_upgrade, &mut response);
+        exchange.backend.stats().upgraded();
+        let (mut parts, _) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let response = Response::from_parts(parts, ProxyBody::Message(Full::default()));
+        return Ok(exchange.answer(response));
+    }
+    let (mut parts, body) = response.into_parts();
+    let grpc = if is_grpc(&parts.headers) {
+        Grpc::status_in(&parts.headers).map_or(Grpc::Pending, Grpc::Status)
+    } else {
+        Grpc::No
+    };
+    strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(cookie) = decision.set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    let measure = Measure {
+        recorder: exchange.recorder.clone(),
+        started: exchange.started,
+        class: class_of(parts.status),
+        grpc,
+        latency,
+        received: received_bytes,
+        sent: 0,
+    };
+    let connection = pooled.map(|sender| (endpoint, sender));
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::Relayed(Relayed::new(body, measure, connection)),
+    ))
 }
 
-fn upstream_request(request: Request<Incoming>, instance: &Instance, client_ip: &HeaderValue) -> Request<Incoming> {
-    let (mut parts, body) = request.into_parts();
-    if !parts.headers.contains_key(header::HOST)
+/// One request on its way: where it goes and where it is measured.
+struct Exchange<'a> {
+    service: &'a ServiceRoutes,
+    backend: &'a BackendRoutes,
+    recorder: &'a Arc<Recorder>,
+    started: InFlight,
+    received: Instant,
+}
+
+impl Exchange<'_> {
+    /// Connects to an instance of the revision. An instance that cannot be reached is ejected and the
+    /// next one tried (nothing was sent yet, so any request may move); only when no instance of the revision
+    /// can be reached does the client get a `502`.
+    async fn connect(&self) -> Result<(Arc<Endpoint>, Connection), Response<ProxyBody>> {
+        let attempts = self.backend.instance_count();
+        let mut attempt = 0;
+        loop {
+            let Some(endpoint) = self.backend.pick_instance(self.received) else {
+                return Err(message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("revision {}: no instances", self.backend.revision()),
+                ));
+            };
+            match endpoint
+                .connect(self.service.protocol, self.service.connect_timeout)
+                .await
+            {
+                Ok(connection) => return Ok((endpoint.clone(), connection)),
+                Err(error) => {
+                    self.backend.stats().connect_failed();
+                    attempt += 1;
+                    // The failed instance is ejected now, so a healthy one is another instance.
+                    if attempt >= attempts || !self.backend.has_healthy_instance(Instant::now()) {
+                        return Err(self.connect_failed(endpoint, &error));
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect_failed(&self, endpoint: &Endpoint, error: &ConnectError) -> Response<ProxyBody> {
+        let mut body = format!(
+            "revision {}: cannot connect to instance {}: ",
+            self.backend.revision(),
+            endpoint.addr
+        );
+        write_chain(&mut body, error);
+        // Debug, not warn: a down instance fails every request sent to it, and the counts already say so.
+        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
+        message(StatusCode::BAD_GATEWAY, body)
+    }
+
+    fn bad_gateway(&self, endpoint: &Endpoint, error: &hyper::Error) -> Response<ProxyBody> {
+        let mut body = format!(
+            "revision {}: failed to answer from instance {}: ",
+            self.backend.revision(),
+            endpoint.addr
+        );
+        write_chain(&mut body, error);
+        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
+        message(StatusCode::BAD_GATEWAY, body)
+    }
+
+    fn gateway_timeout(&self, endpoint: &Endpoint, timeout: Duration) -> Response<ProxyBody> {
+        let body = format!(
+            "revision {}: request timeout: instance {} sent no answer within {timeout:?}",
+            self.backend.revision(),
+            endpoint.addr
+        );
+        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
+        message(StatusCode::GATEWAY_TIMEOUT, body)
+    }
+
+    /// Measures an answer whose body is already complete (the proxy's own, or a `101`).
+    fn answer(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.recorder.finish(
+            self.started,
+            Outcome {
+                class: class_of(response.status()),
+                grpc: None,
+                latency: self.received.elapsed(),
+                bytes_received: 0,
+                bytes_sent: 0,
+            },
+        );
+        response
+    }
+}
+
+fn write_chain(out: &mut String, error: &dyn StdError) {
+    let _ = write!(out, "{error}");
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        let _ = write!(out, ": {current}");
+        cause = current.source();
+    }
+}
+
+/// Sends the request; an HTTP/1.1 connection comes back with the answer, to be pooled when its body ends.
+///
+/// A pooled connection the instance closed just before is noticed before anything is sent: the request
+/// then goes once more on a new connection.
+pub(crate) async fn send(
+    endpoint: &Arc<Endpoint>,
+    connection: Connection,
+    request: Request<UpstreamBody>,
+    service: &ServiceRoutes,
+) -> Result<(Response<Incoming>, Option<http1::SendRequest<UpstreamBody>>), hyper::Error> {
+    match connection {
+        Connection::Http1(mut sender) => match sender.try_send_request(request).await {
+            Ok(response) => Ok((response, Some(sender))),
+            Err(mut error) => {
+                let Some(request) = error.take_message() else {
+                    return Err(error.into_error());
+                };
+                let Ok(Connection::Http1(mut fresh)) = endpoint.connect_new(service.connect_timeout).await else {
+                    return Err(error.into_error());
+                };
+                let response = fresh.send_request(request).await?;
+                Ok((response, Some(fresh)))
+            }
+        },
+        Connection::Http2(mut sender) => {
+            sender.ready().await?;
+            Ok((sender.send_request(request).await?, None))
+        }
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Rewrites the request's headers for the instance: hop-by-hop headers out, forwarding headers in.
+pub(crate) fn prepare_headers(parts: &mut Parts, origin: &Origin, upgrade: bool, protocol: UpstreamProtocol) {
+    if protocol == UpstreamProtocol::Http1
+        && !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         // HTTP/2 clients put the host in the `:authority` pseudo-header; HTTP/1.1 backends need `Host`.
         parts.headers.insert(header::HOST, host);
     }
-    strip_hop_by_hop(&mut parts.headers);
-    append_forwarded_for(&mut parts.headers, client_ip);
+    let keep_te_trailers = protocol == UpstreamProtocol::Http2
+        && parts
+            .headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if keep_te_trailers {
+        // gRPC servers require `te: trailers`, the one TE value HTTP/2 allows.
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    append_forwarded_for(&mut parts.headers, &origin.client_ip);
+    parts.headers.insert(X_FORWARDED_PROTO, origin.proto.clone());
+    if !parts.headers.contains_key(X_REQUEST_ID) {
+        parts.headers.insert(X_REQUEST_ID, request_id());
+    }
+}
+
+/// Points the request at an instance: origin-form for HTTP/1.1, absolute for HTTP/2 (which sends the
+/// scheme and authority as pseudo-headers).
+pub(crate) fn set_uri(parts: &mut Parts, protocol: UpstreamProtocol, endpoint: &Endpoint) {
     let path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(instance.authority.clone());
-    uri.path_and_query = Some(path);
-    parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
-    // Upstream connections are pooled HTTP/1.1 whatever the client spoke.
-    parts.version = Version::HTTP_11;
-    Request::from_parts(parts, body)
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            if parts.uri.authority().is_some() || parts.uri.path_and_query().is_none() {
+                parts.uri = Uri::from(path);
+            }
+            parts.version = Version::HTTP_11;
+        }
+        UpstreamProtocol::Http2 => {
+            let authority = parts
+                .headers
+                .remove(header::HOST)
+                .and_then(|host| host.to_str().ok().and_then(|h| h.parse().ok()))
+                .or_else(|| parts.uri.authority().cloned())
+                .unwrap_or_else(|| endpoint.authority.clone());
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path);
+            parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
+            parts.version = Version::HTTP_2;
+        }
+    }
 }
 
-fn downstream_response(response: Response<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, Either::Left(body))
+/// A fresh request id: 16 hex digits, unique within the process and unlikely to repeat across processes.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = affinity::fresh_id();
+    let mut text = [0_u8; 16];
+    for (index, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((id >> (60 - 4 * index)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers; for an upgrade request, `Upgrade` itself is kept.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in `Connection` are hop-by-hop too; collected first because they are removed
     // from the map being read. Typical values (`keep-alive`, `close`) name nothing extra.
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
-            if token.is_empty() || token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
+            {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -136,6 +409,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     for name in named.iter().chain(&HOP_BY_HOP) {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
         headers.remove(name);
     }
 }
@@ -157,30 +433,9 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
     }
 }
 
-fn bad_gateway(
-    backend: &BackendRoutes,
-    instance: &Instance,
-    error: &hyper_util::client::legacy::Error,
-) -> Response<ProxyBody> {
-    let what = if error.is_connect() {
-        "cannot connect to"
-    } else {
-        "failed to answer from"
-    };
-    let mut body = format!("revision {}: {what} instance {}", backend.revision(), instance.addr);
-    let mut cause: Option<&dyn StdError> = Some(error);
-    while let Some(current) = cause {
-        let _ = write!(body, ": {current}");
-        cause = current.source();
-    }
-    // Debug, not warn: a down instance fails every request sent to it, and the 5xx count already says so.
-    tracing::debug!(revision = backend.revision(), instance = %instance.addr, "{body}");
-    message(StatusCode::BAD_GATEWAY, body)
-}
-
 /// A plain-text response written by the proxy itself.
-fn message(status: StatusCode, text: String) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
+pub(crate) fn message(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::Message(Full::new(Bytes::from(text))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -201,9 +456,19 @@ mod tests {
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         headers.insert("x-kept", HeaderValue::from_static("yes"));
-        strip_hop_by_hop(&mut headers);
+        strip_hop_by_hop(&mut headers, false);
         let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_upgrade_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut headers, true);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["upgrade"]);
     }
 
     #[test]
@@ -218,5 +483,13 @@ mod tests {
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
         append_forwarded_for(&mut headers, &ip);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_differ() {
+        let first = request_id();
+        assert_eq!(first.len(), 16);
+        assert!(first.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(first, request_id());
     }
 }

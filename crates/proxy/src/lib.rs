@@ -59,19 +59,20 @@
 //! # async fn example() -> Result<(), sluice_proxy::ProxyError> {
 //! let table = RouteTable {
 //!     version: 1,
-//!     services: vec![ServiceRoute {
-//!         name: "web".into(),
-//!         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-//!         backends: vec![
+//!     services: vec![ServiceRoute::new(
+//!         "web".into(),
+//!         SocketAddr::from(([127, 0, 0, 1], 8080)),
+//!         vec![
 //!             Backend { revision: "v1".into(), weight: 90, instances: vec![SocketAddr::from(([127, 0, 0, 1], 9001))] },
 //!             Backend { revision: "v2".into(), weight: 10, instances: vec![SocketAddr::from(([127, 0, 0, 1], 9002))] },
 //!         ],
-//!     }],
+//!     )],
 //! };
 //! let proxy = sluice_proxy::start(ProxyConfig {
 //!     admin: SocketAddr::from(([127, 0, 0, 1], 0)),
 //!     state_file: Some("/var/lib/sluice/routes.json".into()),
 //!     initial: Some(table),
+//!     workers: None,
 //! })
 //! .await?;
 //! println!("admin API on http://{}", proxy.admin_addr());
@@ -83,12 +84,17 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod affinity;
 mod balancer;
+mod body;
+mod config_file;
 mod control;
 mod error;
 mod exposition;
 mod forward;
 mod lifecycle;
+mod matching;
+mod mirror;
 mod plane;
 mod routes;
 mod routing;
@@ -96,10 +102,20 @@ mod server;
 pub mod snapshot;
 mod state_file;
 mod stats;
+mod tls;
+mod upgrade;
+mod upstream;
+mod worker;
+mod workers;
 
+pub use config_file::{ConfigFileError, load_routes_file};
 pub use control::BindError;
 pub use error::ProxyError;
 pub use lifecycle::{ProxyConfig, ProxyHandle, run, start};
-pub use routes::{Backend, RouteTable, ServiceRoute, TableError};
+pub use routes::{
+    Backend, DEFAULT_ROUTE, MatchRule, Mirror, RouteTable, ServiceRoute, SessionAffinity, StringMatch, TableError,
+    Timeouts, Tls, UpstreamProtocol,
+};
 pub use snapshot::LATENCY_BOUNDS_MS;
 pub use state_file::{StateFileError, admin_address_path};
+pub use tls::TlsError;

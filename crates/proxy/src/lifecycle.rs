@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::plane::DataPlane;
 use crate::routes::RouteTable;
 use crate::server;
 use crate::state_file;
+use crate::workers::Workers;
 
 /// How to start a proxy.
 #[derive(Clone, Debug)]
@@ -29,6 +31,10 @@ pub struct ProxyConfig {
     pub state_file: Option<PathBuf>,
     /// Table to serve when the state file is absent or unusable.
     pub initial: Option<RouteTable>,
+    /// `None`: serve on the caller's runtime. `Some(n)`: serve on `n` threads, each with its own
+    /// current-thread runtime, listener sockets (`SO_REUSEPORT` when `n > 1`), upstream connections and
+    /// measurement shards; the admin listener stays on the caller's runtime.
+    pub workers: Option<NonZeroUsize>,
 }
 
 /// A started proxy. Dropping it stops the proxy without draining in-flight requests; call
@@ -38,6 +44,7 @@ pub struct ProxyHandle {
     shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     control: Arc<Control>,
+    workers: Workers,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -60,6 +67,8 @@ impl ProxyHandle {
         // The admin API drains first so no table push starts listeners behind our back.
         self.admin.await?;
         self.control.wait_for_listeners().await?;
+        let workers = self.workers;
+        tokio::task::spawn_blocking(move || workers.stop()).await?;
         Ok(())
     }
 }
@@ -72,15 +81,25 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         admin,
         state_file,
         initial,
+        workers,
     } = config;
     let table = starting_table(state_file.as_deref(), initial).await?;
     let admin_error = |source| ProxyError::AdminBind { addr: admin, source };
     let admin_listener = TcpListener::bind(admin).await.map_err(admin_error)?;
     let admin_addr = admin_listener.local_addr().map_err(admin_error)?;
 
-    let plane = Arc::new(DataPlane::new());
+    let workers = match workers {
+        Some(count) => Workers::spawn(count).map_err(ProxyError::Workers)?,
+        None => Workers::on_current_runtime(),
+    };
+    let plane = Arc::new(DataPlane::new(workers.count()));
     let (shutdown, shutdown_signal) = watch::channel(false);
-    let control = Arc::new(Control::new(plane.clone(), state_file.clone(), shutdown_signal.clone()));
+    let control = Arc::new(Control::new(
+        plane.clone(),
+        state_file.clone(),
+        shutdown_signal.clone(),
+        workers.handles().to_vec(),
+    ));
     control.install_initial(table).await?;
     if let Some(path) = &state_file {
         // Written last, so a supervisor that finds the address finds a proxy already serving.
@@ -91,7 +110,8 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let mut stop = shutdown_signal;
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
-        move |_peer| {
+        || None,
+        move |_peer, _tls| {
             let api = api.clone();
             service_fn(move |request| admin::handle(api.clone(), request))
         },
@@ -103,6 +123,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         shutdown,
         admin: admin_task,
         control,
+        workers,
     })
 }
 

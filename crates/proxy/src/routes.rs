@@ -1,7 +1,8 @@
 //! The route table the control plane pushes, and the checks a table must pass before it is applied.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,9 @@ pub struct RouteTable {
 }
 
 /// One service: the address its clients connect to and the revisions that share its traffic.
+///
+/// Every field after `backends` is optional (absent from the JSON when it has its default), so tables written
+/// before those fields existed stay valid and unchanged.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRoute {
@@ -27,6 +31,178 @@ pub struct ServiceRoute {
     pub listen: SocketAddr,
     /// Revisions of the service and their weights.
     pub backends: Vec<Backend>,
+    /// Rules evaluated in order before the weighted split; the first that matches picks the revision.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<MatchRule>,
+    /// Keeps a user on the revision the split gave them while weights change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+    /// Copies a share of requests to a revision and drops its answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+    /// How long connecting to an instance and waiting for its answer may take.
+    #[serde(default, skip_serializing_if = "Timeouts::is_default")]
+    pub timeouts: Timeouts,
+    /// The protocol spoken to the instances (`http2` for gRPC backends).
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_default")]
+    pub upstream_protocol: UpstreamProtocol,
+    /// Serve clients over TLS with this certificate instead of plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+impl ServiceRoute {
+    /// A plain weighted route: no rules, affinity, mirroring or TLS, default timeouts, HTTP/1.1 upstream.
+    pub fn new(name: String, listen: SocketAddr, backends: Vec<Backend>) -> Self {
+        Self {
+            name,
+            listen,
+            backends,
+            matches: Vec::new(),
+            session_affinity: None,
+            mirror: None,
+            timeouts: Timeouts::default(),
+            upstream_protocol: UpstreamProtocol::default(),
+            tls: None,
+        }
+    }
+}
+
+/// A `match` rule: when every condition holds, the request goes to `revision`, whatever the weights.
+///
+/// A rule with no condition matches every request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchRule {
+    /// The `route` label of the requests this rule sends; `match-<index>` (from 0) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Request headers (names are case-insensitive) and the value each must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    /// Cookies (from every `Cookie` header) and the value each must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookies: BTreeMap<String, StringMatch>,
+    /// The revision that receives matching requests; it needs instances, not weight.
+    pub revision: String,
+}
+
+/// How a header or cookie value is compared.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum StringMatch {
+    /// The whole value equals this string.
+    Exact(String),
+    /// The value matches this regular expression (Rust `regex` syntax, unanchored: use `^…$` to anchor).
+    Regex(String),
+}
+
+/// Session affinity: how a user is recognised. Each user hashes to a fixed point, and revisions own
+/// contiguous ranges of points sized by their weights, the last listed revision (the candidate) from the
+/// bottom: as its weight grows its range only grows, so its users stay, and at weight 0 they all go back.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SessionAffinity {
+    /// A cookie of this name carries the user's key; the proxy sets one with a random key when it is absent.
+    CookieName(String),
+    /// This request header carries the user's key; requests without it are split by weight alone.
+    Header(String),
+}
+
+/// Mirroring: a share of the service's requests is also sent to `revision`, whose answers are dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mirror {
+    /// The revision that receives the copies (it needs instances, not weight).
+    pub revision: String,
+    /// Percent (0..=100) of eligible requests that are copied.
+    pub percent: u32,
+    /// Methods that may be copied; the idempotent `GET`, `HEAD` and `OPTIONS` by default.
+    #[serde(default = "Mirror::default_methods")]
+    pub methods: Vec<String>,
+    /// Requests whose body is larger (or of unknown length) are not copied.
+    #[serde(default = "Mirror::default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Copies in flight at once; a copy beyond this is dropped and counted.
+    #[serde(default = "Mirror::default_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+impl Mirror {
+    fn default_methods() -> Vec<String> {
+        ["GET", "HEAD", "OPTIONS"].map(String::from).to_vec()
+    }
+
+    fn default_max_body_bytes() -> u64 {
+        64 * 1024
+    }
+
+    fn default_max_in_flight() -> u32 {
+        256
+    }
+}
+
+/// Upstream timeouts, in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting to an instance; past it the client gets a `502` saying "connect timeout".
+    #[serde(default = "Timeouts::default_connect_ms")]
+    pub connect_ms: u64,
+    /// From sending the request to receiving the response headers; past it the client gets a `504`
+    /// saying "request timeout". Streaming bodies and upgraded connections are not limited.
+    #[serde(default = "Timeouts::default_request_ms")]
+    pub request_ms: u64,
+}
+
+impl Timeouts {
+    fn default_connect_ms() -> u64 {
+        5_000
+    }
+
+    fn default_request_ms() -> u64 {
+        60_000
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: Self::default_connect_ms(),
+            request_ms: Self::default_request_ms(),
+        }
+    }
+}
+
+/// The protocol spoken to a service's instances.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), one multiplexed connection per instance; needed for gRPC.
+    Http2,
+}
+
+impl UpstreamProtocol {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A certificate chain and its private key, PEM files read when the table is applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// One revision's share of a service's traffic. Weights are relative (the daemon uses percent, 0..=100); weight 0 = no new requests.
@@ -98,6 +274,68 @@ pub enum TableError {
         /// The largest supported sum.
         max: u64,
     },
+    /// A rule or the mirror names a revision the service does not list with instances.
+    #[error("service {service:?}: {what} names revision {revision:?}, which the service does not list with instances")]
+    UnknownRevision {
+        /// The service.
+        service: String,
+        /// Which field names it (`match[0]`, `mirror`).
+        what: String,
+        /// The revision named.
+        revision: String,
+    },
+    /// A header name, cookie name or method is not valid HTTP.
+    #[error("service {service:?}: {what}: {value:?} is not a valid {kind}")]
+    InvalidName {
+        /// The service.
+        service: String,
+        /// Where it is (`match[0].headers`, `sessionAffinity.header`).
+        what: String,
+        /// The offending value.
+        value: String,
+        /// What was expected (`header name`, `method`, `cookie name`).
+        kind: &'static str,
+    },
+    /// A `regex` condition does not compile.
+    #[error("service {service:?}: {what}: invalid regex: {message}")]
+    InvalidRegex {
+        /// The service.
+        service: String,
+        /// Where it is (`match[0].headers.x-user`).
+        what: String,
+        /// The compiler's complaint.
+        message: String,
+    },
+    /// A value is outside its range.
+    #[error("service {service:?}: {what} must be {expected}, got {value}")]
+    OutOfRange {
+        /// The service.
+        service: String,
+        /// The field (`mirror.percent`, `timeouts.connectMs`).
+        what: &'static str,
+        /// The allowed range.
+        expected: &'static str,
+        /// The value given.
+        value: u64,
+    },
+    /// Two `match` rules would share a `route` label, merging their metrics.
+    #[error("service {service:?}: route name {route:?} is used twice")]
+    DuplicateRoute {
+        /// The service.
+        service: String,
+        /// The repeated name.
+        route: String,
+    },
+}
+
+/// The `route` label of requests sent by the weighted split (with or without session affinity).
+pub const DEFAULT_ROUTE: &str = "default";
+
+impl MatchRule {
+    /// The rule's `route` label: its name, or `match-<index>`.
+    pub fn route_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("match-{index}"))
+    }
 }
 
 impl RouteTable {
@@ -148,6 +386,7 @@ impl ServiceRoute {
                 });
             }
         }
+        self.validate_options()?;
         let weights: Vec<u32> = self.backends.iter().map(|b| b.weight).collect();
         let cycle = balancer::cycle_length(&weights);
         if cycle > balancer::MAX_CYCLE {
@@ -161,6 +400,143 @@ impl ServiceRoute {
     }
 }
 
+impl ServiceRoute {
+    fn validate_options(&self) -> Result<(), TableError> {
+        let mut routes = HashSet::from([DEFAULT_ROUTE.to_owned()]);
+        for (index, rule) in self.matches.iter().enumerate() {
+            let what = format!("match[{index}]");
+            self.require_instances(&what, &rule.revision)?;
+            let route = rule.route_name(index);
+            if !routes.insert(route.clone()) {
+                return Err(TableError::DuplicateRoute {
+                    service: self.name.clone(),
+                    route,
+                });
+            }
+            for (name, condition) in &rule.headers {
+                self.check_name(&format!("{what}.headers"), name, "header name", is_header_name)?;
+                self.check_condition(&format!("{what}.headers.{name}"), condition)?;
+            }
+            for (name, condition) in &rule.cookies {
+                self.check_name(&format!("{what}.cookies"), name, "cookie name", is_cookie_name)?;
+                self.check_condition(&format!("{what}.cookies.{name}"), condition)?;
+            }
+        }
+        match &self.session_affinity {
+            Some(SessionAffinity::CookieName(name)) => {
+                self.check_name("sessionAffinity.cookieName", name, "cookie name", is_cookie_name)?;
+            }
+            Some(SessionAffinity::Header(name)) => {
+                self.check_name("sessionAffinity.header", name, "header name", is_header_name)?;
+            }
+            None => {}
+        }
+        if let Some(mirror) = &self.mirror {
+            self.require_instances("mirror", &mirror.revision)?;
+            self.check_range("mirror.percent", "0..=100", u64::from(mirror.percent), 0..=100)?;
+            self.check_range(
+                "mirror.maxInFlight",
+                "1..=65536",
+                u64::from(mirror.max_in_flight),
+                1..=65_536,
+            )?;
+            for method in &mirror.methods {
+                self.check_name("mirror.methods", method, "method", |m| {
+                    http::Method::from_bytes(m.as_bytes()).is_ok()
+                })?;
+            }
+        }
+        let day_ms = 86_400_000;
+        self.check_range(
+            "timeouts.connectMs",
+            "1..=86400000",
+            self.timeouts.connect_ms,
+            1..=day_ms,
+        )?;
+        self.check_range(
+            "timeouts.requestMs",
+            "1..=86400000",
+            self.timeouts.request_ms,
+            1..=day_ms,
+        )?;
+        Ok(())
+    }
+
+    fn require_instances(&self, what: &str, revision: &str) -> Result<(), TableError> {
+        if self
+            .backends
+            .iter()
+            .any(|b| b.revision == revision && !b.instances.is_empty())
+        {
+            return Ok(());
+        }
+        Err(TableError::UnknownRevision {
+            service: self.name.clone(),
+            what: what.to_owned(),
+            revision: revision.to_owned(),
+        })
+    }
+
+    fn check_name(
+        &self,
+        what: &str,
+        value: &str,
+        kind: &'static str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Result<(), TableError> {
+        if valid(value) {
+            return Ok(());
+        }
+        Err(TableError::InvalidName {
+            service: self.name.clone(),
+            what: what.to_owned(),
+            value: value.to_owned(),
+            kind,
+        })
+    }
+
+    fn check_condition(&self, what: &str, condition: &StringMatch) -> Result<(), TableError> {
+        match condition {
+            StringMatch::Exact(_) => Ok(()),
+            StringMatch::Regex(pattern) => match regex::Regex::new(pattern) {
+                Ok(_) => Ok(()),
+                Err(error) => Err(TableError::InvalidRegex {
+                    service: self.name.clone(),
+                    what: what.to_owned(),
+                    message: error.to_string(),
+                }),
+            },
+        }
+    }
+
+    fn check_range(
+        &self,
+        what: &'static str,
+        expected: &'static str,
+        value: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<(), TableError> {
+        if range.contains(&value) {
+            return Ok(());
+        }
+        Err(TableError::OutOfRange {
+            service: self.name.clone(),
+            what,
+            expected,
+            value,
+        })
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+/// RFC 6265 `cookie-name` is an RFC 9110 token, like a method.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty() && http::Method::from_bytes(name.as_bytes()).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,11 +546,7 @@ mod tests {
     }
 
     fn service(name: &str, port: u16, backends: Vec<Backend>) -> ServiceRoute {
-        ServiceRoute {
-            name: name.to_owned(),
-            listen: addr(port),
-            backends,
-        }
+        ServiceRoute::new(name.to_owned(), addr(port), backends)
     }
 
     fn backend(revision: &str, weight: u32, instances: &[u16]) -> Backend {

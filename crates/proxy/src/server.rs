@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// How long in-flight requests get to finish once a listener stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,11 +23,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A TLS handshake that takes longer than this is abandoned, so silent clients cannot pile up.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves connections until `stop` resolves, then stops accepting, lets in-flight requests finish
 /// for up to [`DRAIN_TIMEOUT`] (idle keep-alive connections close at once) and aborts the rest.
+///
+/// `tls_for` is asked at each connection whether to speak TLS, so a new certificate applies to the next
+/// connection; `service_for` learns the client's address and whether TLS is in use.
 pub(crate) async fn serve<S, B>(
     listener: TcpListener,
-    mut service_for: impl FnMut(SocketAddr) -> S,
+    tls_for: impl Fn() -> Option<TlsAcceptor>,
+    mut service_for: impl FnMut(SocketAddr, bool) -> S,
     stop: impl Future<Output = ()>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
@@ -52,10 +60,37 @@ pub(crate) async fn serve<S, B>(
                 Ok((stream, peer)) => {
                     // Small request/response exchanges must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service_for(peer))
-                        .into_owned();
-                    connections.spawn(serve_connection(connection, draining.clone()));
+                    match tls_for() {
+                        None => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service_for(peer, false))
+                                .into_owned();
+                            connections.spawn(serve_connection(connection, draining.clone()));
+                        }
+                        Some(acceptor) => {
+                            let builder = builder.clone();
+                            let service = service_for(peer, true);
+                            let draining = draining.clone();
+                            connections.spawn(async move {
+                                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                                let stream = match handshake.await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let connection = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .into_owned();
+                                serve_connection(connection, draining).await;
+                            });
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(listener = ?local, %error, "accept failed");

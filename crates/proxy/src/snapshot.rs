@@ -3,6 +3,9 @@
 //! Every counter is cumulative since the proxy process started and never resets while it lives,
 //! so a reader diffs two consecutive snapshots to get the counts of the window between them.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
@@ -25,6 +28,23 @@ pub struct Snapshot {
     pub routes_version: u64,
     /// Every revision in the table or that received requests since the proxy started, sorted by service then revision.
     pub revisions: Vec<RevisionSnapshot>,
+    /// Passive health of every instance address in the table, sorted by address.
+    #[serde(default)]
+    pub instances: Vec<InstanceSnapshot>,
+}
+
+/// Passive health of one instance address.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSnapshot {
+    /// The instance's address.
+    pub address: SocketAddr,
+    /// Whether it is ejected now (it refused a connection recently and gets no new requests).
+    pub ejected: bool,
+    /// Connections to it that failed, since the proxy started.
+    pub connect_failures: u64,
+    /// Times it was ejected, since the proxy started.
+    pub ejections: u64,
 }
 
 /// The cumulative measurements of one revision of one service.
@@ -45,6 +65,77 @@ pub struct RevisionSnapshot {
     /// Base64 (standard alphabet, padded) of the HdrHistogram V2 deflate serialization of every
     /// latency in microseconds; decode with [`RevisionSnapshot::decode_hdr`].
     pub hdr: String,
+    /// Requests received and not yet answered in full (a drained revision reads 0).
+    #[serde(default)]
+    pub in_flight: i64,
+    /// Request body bytes received from clients.
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// Response body bytes sent to clients.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// gRPC answers by `grpc-status` code (from the trailers, or the headers of a trailers-only answer);
+    /// codes never seen are absent. These answers are also in `requests`, by the class of their code.
+    #[serde(default)]
+    pub grpc_status: BTreeMap<String, u64>,
+    /// Connections to an instance that failed (refused, reset or timed out) while the request was then sent
+    /// to another instance of the revision: not in `requests`, since the revision's code never saw them.
+    #[serde(default)]
+    pub connect_failures: u64,
+    /// Connections upgraded (WebSocket) and tunnelled; their `101` answers count as `1xx` in `requests`.
+    #[serde(default)]
+    pub upgrades: u64,
+    /// The same measurements split by route: `default` for the weighted split, a `match` rule's name for
+    /// the requests it sent. The fields above are their sums.
+    #[serde(default)]
+    pub routes: Vec<RouteSnapshot>,
+    /// Mirrored copies sent to this revision, never part of the fields above.
+    #[serde(default)]
+    pub mirror: MirrorSnapshot,
+}
+
+/// One route's share of a revision's measurements; the fields mean what they mean in [`RevisionSnapshot`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSnapshot {
+    /// `default` (the weighted split) or the `match` rule's name.
+    pub route: String,
+    /// Responses by status class.
+    pub requests: StatusClassCounts,
+    /// Cumulative latency histogram.
+    pub latency_buckets_ms: Vec<LatencyBucket>,
+    /// Sum of latencies in milliseconds.
+    pub latency_sum_ms: f64,
+    /// HDR histogram, as in [`RevisionSnapshot::hdr`].
+    pub hdr: String,
+    /// Requests in flight.
+    pub in_flight: i64,
+    /// Request body bytes received.
+    pub bytes_received: u64,
+    /// Response body bytes sent.
+    pub bytes_sent: u64,
+    /// gRPC answers by code.
+    pub grpc_status: BTreeMap<String, u64>,
+}
+
+/// Mirrored copies of users' requests sent to one revision; their answers were dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSnapshot {
+    /// Answers to copies by status class (a copy that got no answer counts as 5xx).
+    pub requests: StatusClassCounts,
+    /// Cumulative latency histogram of the copies.
+    pub latency_buckets_ms: Vec<LatencyBucket>,
+    /// Sum of the copies' latencies in milliseconds.
+    pub latency_sum_ms: f64,
+    /// HDR histogram of the copies' latencies, as in [`RevisionSnapshot::hdr`].
+    pub hdr: String,
+    /// Copies in flight.
+    pub in_flight: i64,
+    /// Copies not sent because `maxInFlight` copies were already in flight.
+    pub dropped: u64,
+    /// Copies not sent because the request's body was larger than `maxBodyBytes` or of unknown length.
+    pub skipped: u64,
 }
 
 /// Response counts by status class (1xx..5xx).
@@ -183,6 +274,16 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_without_the_newer_fields_still_parse() {
+        let json = r#"{"takenAtUnixMs": 1, "routesVersion": 2, "revisions": [{"service": "web", "revision": "v1",
+            "requests": {"1xx": 0, "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0},
+            "latencyBucketsMs": [{"le": "+Inf", "count": 1}], "latencySumMs": 0.5, "hdr": ""}]}"#;
+        let snapshot: Snapshot = serde_json::from_str(json).expect("an older snapshot parses");
+        assert_eq!(snapshot.revisions[0].routes, Vec::new());
+        assert_eq!(snapshot.instances, Vec::new());
+    }
+
+    #[test]
     fn other_named_bounds_are_rejected() {
         let error = serde_json::from_str::<LatencyBucket>(r#"{"le":"-Inf","count":0}"#)
             .expect_err("-Inf is not a bucket bound");
@@ -214,6 +315,14 @@ mod tests {
             latency_buckets_ms: Vec::new(),
             latency_sum_ms: 0.0,
             hdr: "bm90IGEgaGlzdG9ncmFt".into(),
+            in_flight: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+            grpc_status: BTreeMap::new(),
+            connect_failures: 0,
+            upgrades: 0,
+            routes: Vec::new(),
+            mirror: MirrorSnapshot::default(),
         };
         let error = snapshot.decode_hdr().expect_err("not a histogram");
         assert!(

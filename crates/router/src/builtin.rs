@@ -96,10 +96,10 @@ impl BuiltinRouter {
 }
 
 fn service_route(routing: &ServiceRouting) -> ServiceRoute {
-    ServiceRoute {
-        name: routing.service.clone(),
-        listen: routing.listen,
-        backends: routing
+    ServiceRoute::new(
+        routing.service.clone(),
+        routing.listen,
+        routing
             .revisions
             .iter()
             .map(|r| Backend {
@@ -108,7 +108,7 @@ fn service_route(routing: &ServiceRouting) -> ServiceRoute {
                 instances: r.instances.clone(),
             })
             .collect(),
-    }
+    )
 }
 
 impl Router for BuiltinRouter {

@@ -165,10 +165,10 @@ pub fn table(version: u64, services: Vec<ServiceRoute>) -> RouteTable {
 }
 
 pub fn service(name: &str, listen: SocketAddr, backends: &[(&str, u32, &[SocketAddr])]) -> ServiceRoute {
-    ServiceRoute {
-        name: name.to_owned(),
+    ServiceRoute::new(
+        name.to_owned(),
         listen,
-        backends: backends
+        backends
             .iter()
             .map(|(revision, weight, instances)| Backend {
                 revision: (*revision).to_owned(),
@@ -176,7 +176,7 @@ pub fn service(name: &str, listen: SocketAddr, backends: &[(&str, u32, &[SocketA
                 instances: instances.to_vec(),
             })
             .collect(),
-    }
+    )
 }
 
 pub async fn start_proxy(initial: Option<RouteTable>) -> ProxyHandle {
@@ -184,6 +184,7 @@ pub async fn start_proxy(initial: Option<RouteTable>) -> ProxyHandle {
         admin: "127.0.0.1:0".parse().expect("admin address"),
         state_file: None,
         initial,
+        workers: None,
     })
     .await
     .expect("proxy starts")

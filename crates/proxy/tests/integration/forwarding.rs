@@ -113,6 +113,7 @@ async fn run_finishes_in_flight_requests_before_returning() {
             admin: "127.0.0.1:0".parse().expect("admin address"),
             state_file: None,
             initial: Some(table(1, vec![service("web", listen, &[("v1", 100, &[slow.addr])])])),
+            workers: None,
         },
         async move {
             let _ = stopped.await;

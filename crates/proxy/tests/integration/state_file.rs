@@ -14,6 +14,7 @@ async fn a_restarted_proxy_serves_the_pushed_routes_from_its_state_file() {
         admin: "127.0.0.1:0".parse().expect("admin address"),
         state_file: Some(state_file.clone()),
         initial: Some(table(1, vec![])),
+        workers: None,
     };
     let client = client();
 
@@ -48,6 +49,7 @@ async fn a_corrupt_state_file_falls_back_to_the_initial_table() {
         admin: "127.0.0.1:0".parse().expect("admin address"),
         state_file: Some(state_file),
         initial: Some(table(3, vec![])),
+        workers: None,
     })
     .await
     .expect("proxy starts");

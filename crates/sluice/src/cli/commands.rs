@@ -185,11 +185,21 @@ async fn stop_everything(data_dir: &DataDir) -> Result<Vec<String>> {
 }
 
 /// `sluice proxy`
-pub async fn proxy(admin: SocketAddr, state_file: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn proxy(
+    admin: SocketAddr,
+    state_file: Option<PathBuf>,
+    config: Option<PathBuf>,
+    workers: Option<std::num::NonZeroUsize>,
+) -> Result<ExitCode> {
+    let initial = match config {
+        Some(path) => Some(sluice_proxy::load_routes_file(&path)?),
+        None => None,
+    };
     let config = sluice_proxy::ProxyConfig {
         admin,
         state_file,
-        initial: None,
+        initial,
+        workers,
     };
     sluice_proxy::run(config, std::future::pending())
         .await

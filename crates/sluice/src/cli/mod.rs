@@ -49,7 +49,7 @@ pub enum Command {
     },
     /// Stop everything started for the data directory: the daemon, the proxy and every revision's processes.
     Down,
-    /// Run the built-in proxy (normally started by the daemon).
+    /// Run the built-in proxy (normally started by the daemon; alone with `--config`).
     Proxy {
         /// Where the admin listener (routes, metrics, snapshots) listens.
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -57,6 +57,13 @@ pub enum Command {
         /// The route table file the proxy keeps and restores on restart.
         #[arg(long)]
         state_file: Option<PathBuf>,
+        /// A static routes file (YAML) served when no state file holds a table.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Worker threads serving traffic, each with its own runtime and listener socket (default: the
+        /// shared runtime).
+        #[arg(long)]
+        workers: Option<std::num::NonZeroUsize>,
     },
     /// Check a spec and report every error; changes nothing.
     Validate {
@@ -127,7 +134,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Serve { listen } => crate::daemon::serve(data_dir, listen).await.map(|()| ExitCode::SUCCESS),
         Command::Down => commands::down(&data_dir).await,
-        Command::Proxy { admin, state_file } => commands::proxy(admin, state_file).await,
+        Command::Proxy {
+            admin,
+            state_file,
+            config,
+            workers,
+        } => commands::proxy(admin, state_file, config, workers).await,
         Command::Validate { file } => commands::validate(&file),
         Command::Schema => commands::schema(),
         Command::Apply { file, wait, timeout } => commands::apply(&data_dir, &file, wait, timeout).await,
