@@ -1,18 +1,42 @@
 //! Metric sources: where the observations that judges look at come from. The engine never reads them itself;
 //! the controller asks a source for the [`Window`] since the rollout's `window_start` and hands it in.
 //!
-//! The embedded default is [`BuiltinSource`]: the built-in proxy's per-revision counters and exact latency
-//! histograms, read from its admin listener every second without a Prometheus in between.
+//! - [`BuiltinSource`], the embedded default: the built-in proxy's per-revision counters and exact latency
+//!   histograms, read from its admin listener every second without a Prometheus in between.
+//! - [`PrometheusSource`]: PromQL over Prometheus' HTTP API, templated like Flagger's MetricTemplate
+//!   ([`QueryTemplate`]), for windows and for custom single-value checks.
+//! - [`WebSource`]: a number read at a JSON path from any HTTP API.
+//!
+//! A failed query, a non-2xx answer, an unparsable answer and an empty result are each a [`MetricsError`] that
+//! says which, never a zero. Queries are retried by a [`RetryPolicy`]; the controller counts what still fails
+//! with [`ConsecutiveErrors`] to pause a rollout whose metrics keep failing.
+
+#![warn(missing_docs)]
 
 mod builtin;
+mod consecutive;
+mod error;
+pub mod json_path;
+pub mod prometheus;
+mod retry;
+pub mod template;
+#[cfg(test)]
+mod test_server;
+pub mod web;
 
 use std::future::Future;
 
 use jiff::Timestamp;
 pub use sluice_analysis::Window;
-use thiserror::Error;
 
 pub use builtin::BuiltinSource;
+pub use consecutive::ConsecutiveErrors;
+pub use error::{ConfigError, MetricsError};
+pub use json_path::{JsonPath, JsonPathError};
+pub use prometheus::{PrometheusConfig, PrometheusSource, WindowQueries};
+pub use retry::RetryPolicy;
+pub use template::{QueryTemplate, TemplateError, TemplateVars};
+pub use web::{WebConfig, WebMethod, WebSource};
 
 /// What a judge needs: one service's stable and candidate revisions since an instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,17 +49,6 @@ pub struct WindowQuery {
     pub candidate: String,
     /// Start of the window; it ends at the latest observation.
     pub since: Timestamp,
-}
-
-/// Why a source could not observe. A failure is reported as such, never as zero traffic.
-#[derive(Debug, Error)]
-pub enum MetricsError {
-    /// The source could not be reached or answered garbage.
-    #[error("metrics: cannot read {what}: {detail}")]
-    Unavailable { what: String, detail: String },
-    /// The source has not observed anything yet.
-    #[error("metrics: no observation yet")]
-    NoData,
 }
 
 /// A place metrics come from.
