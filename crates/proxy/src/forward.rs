@@ -111,32 +111,20 @@ pub(crate) async fn forward(
         received: received_bytes.clone(),
     };
     prepare_headers(&mut parts, &origin, client_upgrade.is_some(), service.protocol);
+    let mut copy = None;
     if let Some(backend) = service.mirror_for(&parts.method) {
-        body = match mirror::copy(&service, backend, &parts, body, received_bytes.as_deref()).await {
-            Ok(body) => body,
+        (body, copy) = match mirror::copy(&service, backend, &parts, body, received_bytes.as_deref()).await {
+            Ok(copied) => copied,
             Err(response) => return Ok(exchange.answer(response)),
         };
     }
-    let (endpoint, connection) = match exchange.connect().await {
-        Ok(connected) => connected,
+    let result = exchange_with_instance(&exchange, &service, parts, body).await;
+    if let Some(copy) = copy {
+        copy.send();
+    }
+    let (endpoint, mut response, pooled) = match result {
+        Ok(answered) => answered,
         Err(response) => return Ok(exchange.answer(response)),
-    };
-    set_uri(&mut parts, service.protocol, &endpoint);
-    let sent = tokio::time::timeout(
-        service.request_timeout,
-        send(&endpoint, connection, Request::from_parts(parts, body), &service),
-    )
-    .await;
-    let (mut response, pooled) = match sent {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(error)) => {
-            let response = exchange.bad_gateway(&endpoint, &error);
-            return Ok(exchange.answer(response));
-        }
-        Err(_) => {
-            let response = exchange.gateway_timeout(&endpoint, service.request_timeout);
-            return Ok(exchange.answer(response));
-        }
     };
     let latency = received.elapsed();
     if let Some(client_upgrade) = client_upgrade
@@ -176,6 +164,34 @@ pub(crate) async fn forward(
         parts,
         ProxyBody::Relayed(Relayed::new(body, measure, connection)),
     ))
+}
+
+/// An answer from an instance, with the HTTP/1.1 connection to pool once its body has been read.
+type Answered = (
+    Arc<Endpoint>,
+    Response<Incoming>,
+    Option<http1::SendRequest<UpstreamBody>>,
+);
+
+/// Connects to an instance and sends it the request; a failure is the answer the client gets.
+async fn exchange_with_instance(
+    exchange: &Exchange<'_>,
+    service: &ServiceRoutes,
+    mut parts: Parts,
+    body: UpstreamBody,
+) -> Result<Answered, Response<ProxyBody>> {
+    let (endpoint, connection) = exchange.connect().await?;
+    set_uri(&mut parts, service.protocol, &endpoint);
+    let sent = tokio::time::timeout(
+        service.request_timeout,
+        send(&endpoint, connection, Request::from_parts(parts, body), service),
+    )
+    .await;
+    match sent {
+        Ok(Ok((response, pooled))) => Ok((endpoint, response, pooled)),
+        Ok(Err(error)) => Err(exchange.bad_gateway(&endpoint, &error)),
+        Err(_) => Err(exchange.gateway_timeout(&endpoint, service.request_timeout)),
+    }
 }
 
 /// One request on its way: where it goes and where it is measured.

@@ -20,23 +20,38 @@ use crate::forward::{self, message};
 use crate::routing::{BackendRoutes, ServiceRoutes};
 use crate::stats::{Outcome, class_of};
 
-/// Copies the request to the mirror revision if it may be; returns the body to forward to the user's
-/// revision (read into memory when it was copied), or the answer for a client whose body could not be read.
+/// A copy ready to go, holding one of the service's in-flight slots until it is sent and answered.
+pub(crate) struct Copy {
+    service: Arc<ServiceRoutes>,
+    request: Request<UpstreamBody>,
+}
+
+impl Copy {
+    /// Sends the copy from its own task. Called once the user's request has its answer (or failed), so
+    /// the copy's connection and sending never run ahead of the user's request on the same worker.
+    pub(crate) fn send(self) {
+        tokio::spawn(send_copy(self.service, self.request));
+    }
+}
+
+/// Prepares a copy of the request for the mirror revision if it may be made; returns the body to forward to
+/// the user's revision (read into memory when it was copied) with the copy, or the answer for a client whose
+/// body could not be read.
 pub(crate) async fn copy(
     service: &Arc<ServiceRoutes>,
     target: &BackendRoutes,
     parts: &Parts,
     body: UpstreamBody,
     received: Option<&AtomicU64>,
-) -> Result<UpstreamBody, Response<ProxyBody>> {
+) -> Result<(UpstreamBody, Option<Copy>), Response<ProxyBody>> {
     let max = service.mirror_max_body_bytes();
     if !body.is_end_stream() && declared_length(parts).is_none_or(|length| length > max) {
         target.stats().mirror_skipped();
-        return Ok(body);
+        return Ok((body, None));
     }
     if !service.acquire_mirror_slot() {
         target.stats().mirror_dropped();
-        return Ok(body);
+        return Ok((body, None));
     }
     let (bytes, body) = if body.is_end_stream() {
         (Bytes::new(), body)
@@ -64,8 +79,11 @@ pub(crate) async fn copy(
     *copy.uri_mut() = parts.uri.clone();
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
-    tokio::spawn(send_copy(service.clone(), copy));
-    Ok(body)
+    let copy = Copy {
+        service: service.clone(),
+        request: copy,
+    };
+    Ok((body, Some(copy)))
 }
 
 fn declared_length(parts: &Parts) -> Option<u64> {

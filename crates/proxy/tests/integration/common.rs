@@ -102,8 +102,11 @@ async fn answer(
     let host = seen("host");
     let forwarded_for = seen("x-forwarded-for");
     let secret = seen("x-secret");
+    let forwarded_proto = seen("x-forwarded-proto");
+    let request_id = seen("x-request-id");
     let path = request.uri().to_string();
     let echo = request.method() == http::Method::POST;
+    let method = request.method().clone();
     let body = request.into_body().collect().await.expect("request body").to_bytes();
     let status = match behaviour.fail_every {
         Some(n) if hit.is_multiple_of(n) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,11 +114,14 @@ async fn answer(
     };
     let response = Response::builder()
         .status(status)
+        .header("x-seen-method", method.as_str())
         .header("x-backend", name)
         .header("x-seen-host", host)
         .header("x-seen-forwarded-for", forwarded_for)
         .header("x-seen-secret", secret)
         .header("x-seen-path", path)
+        .header("x-seen-forwarded-proto", forwarded_proto)
+        .header("x-seen-request-id", request_id)
         .body(Full::new(if echo { body } else { Bytes::from(name) }))
         .expect("response");
     Ok(response)

@@ -3,7 +3,11 @@
 mod admin;
 mod common;
 mod forwarding;
+mod health;
 mod metrics;
+mod mirror;
+mod protocols;
+mod rules;
 mod split;
 mod state_file;
 mod swaps;

@@ -17,7 +17,7 @@ const MAX_REQUESTS_PER_TASK: usize = 20_000;
 const SWAPS: u64 = 100;
 
 #[tokio::test]
-async fn hundred_swaps_under_concurrent_load_fail_no_request() {
+async fn hundred_swaps_and_a_promotion_under_concurrent_load_fail_no_request() {
     let stable = TestBackend::start("stable").await;
     let canary = TestBackend::start("canary").await;
     let listen = free_addr();
@@ -46,10 +46,15 @@ async fn hundred_swaps_under_concurrent_load_fail_no_request() {
         load.push(tokio::spawn(async move {
             let client = client();
             let mut sent = 0;
-            while sent < MAX_REQUESTS_PER_TASK && (sent < 100 || !done.load(Ordering::SeqCst)) {
+            // Keeps going for 200 requests after the promotion, so the new table is loaded too.
+            let mut after_promotion = 0;
+            while sent < MAX_REQUESTS_PER_TASK && (sent < 100 || after_promotion < 200) {
                 let (status, body) = get(&client, listen, "/").await;
                 assert_eq!(status, StatusCode::OK, "request {sent} failed: {body}");
                 sent += 1;
+                if done.load(Ordering::SeqCst) {
+                    after_promotion += 1;
+                }
             }
             sent
         }));
@@ -79,11 +84,20 @@ async fn hundred_swaps_under_concurrent_load_fail_no_request() {
             response.into_body().collect().await.expect("body");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        swapping_done.store(true, Ordering::SeqCst);
     };
     tokio::time::timeout(LOAD_DEADLINE, swapper)
         .await
         .expect("swaps finish before the deadline");
+
+    // Promotion: the canary takes everything and the old stable leaves the table, still under load.
+    let promoted = table(
+        2 + SWAPS,
+        vec![service("web", listen, &[("canary", 100, &[canary.addr])])],
+    );
+    let (status, answer) = put_routes(&client(), admin, &promoted).await;
+    assert_eq!(status, StatusCode::OK, "promotion: {answer}");
+    let stable_hits_at_promotion = stable.hits();
+    swapping_done.store(true, Ordering::SeqCst);
 
     let mut total = 0;
     for task in load {
@@ -93,7 +107,21 @@ async fn hundred_swaps_under_concurrent_load_fail_no_request() {
             .expect("no client task failed");
     }
     assert_eq!(stable.hits() + canary.hits(), total as u64 + SWAPS);
-    assert_eq!(get_routes(&client(), admin).await.version, 1 + SWAPS);
+    assert_eq!(get_routes(&client(), admin).await.version, 2 + SWAPS);
+    assert_eq!(
+        stable.hits(),
+        stable_hits_at_promotion,
+        "nothing reaches stable after the promotion"
+    );
+    let snapshot = snapshot(&client(), admin).await;
+    let retired = snapshot
+        .revisions
+        .iter()
+        .find(|r| r.revision == "stable")
+        .expect("history kept");
+    assert_eq!(retired.in_flight, 0, "the retired revision has drained");
+    let failed: u64 = snapshot.revisions.iter().map(|r| r.requests.server_error).sum();
+    assert_eq!(failed, 0);
 
     drop(sender);
     connection.abort();
