@@ -57,7 +57,9 @@ impl JudgeState {
             (JudgeState::Sequential(state), JudgeConfig::Sequential(c)) => state.observe(c, window),
             (JudgeState::MannWhitney(state), JudgeConfig::MannWhitney(_)) => state.observe(window),
             (_, JudgeConfig::Threshold { checks }) => crate::judge_thresholds(checks, window),
-            _ => Verdict::Inconclusive { reason: "the judge changed during the rollout".into() },
+            _ => Verdict::Inconclusive {
+                reason: "the judge changed during the rollout".into(),
+            },
         }
     }
 
@@ -67,7 +69,9 @@ impl JudgeState {
         match (self, config) {
             (JudgeState::Sequential(state), JudgeConfig::Sequential(c)) => state.conclude(c),
             (JudgeState::MannWhitney(state), JudgeConfig::MannWhitney(c)) => state.conclude(c),
-            _ => Verdict::Inconclusive { reason: "no evidence was collected".into() },
+            _ => Verdict::Inconclusive {
+                reason: "no evidence was collected".into(),
+            },
         }
     }
 }

@@ -42,6 +42,9 @@ impl Point {
     }
 }
 
+/// Reads one metric off a series point.
+type Pick = fn(&Point) -> Option<f64>;
+
 /// The series collected so far, persisted with the rollout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,7 +57,9 @@ impl MannWhitneyState {
     /// Adds one window as a series point. The judge objects to nothing before the end.
     pub fn observe(&mut self, window: &Window) -> Verdict {
         if !window.complete {
-            return Verdict::Inconclusive { reason: "the evaluation window is incomplete".into() };
+            return Verdict::Inconclusive {
+                reason: "the evaluation window is incomplete".into(),
+            };
         }
         self.candidate.push(Point::of(&window.candidate));
         self.stable.push(Point::of(&window.stable));
@@ -64,11 +69,13 @@ impl MannWhitneyState {
     /// Scores the series: `Pass` at or above the pass score, `Fail` below.
     pub fn conclude(&self, config: &MannWhitneyConfig) -> Verdict {
         let classifier = KayentaClassifier::new(config.tolerance, config.confidence, 1.0, 1.0).unwrap_or_default();
-        let series = |points: &[Point], pick: fn(&Point) -> Option<f64>| -> Vec<f64> {
-            points.iter().map(|p| pick(p).unwrap_or(f64::NAN)).collect()
-        };
-        let metrics: [(&str, fn(&Point) -> Option<f64>); 3] =
-            [("error-rate", |p| p.error_rate), ("latency-p50", |p| p.p50), ("latency-p99", |p| p.p99)];
+        let series =
+            |points: &[Point], pick: Pick| -> Vec<f64> { points.iter().map(|p| pick(p).unwrap_or(f64::NAN)).collect() };
+        let metrics: [(&str, Pick); 3] = [
+            ("error-rate", |p| p.error_rate),
+            ("latency-p50", |p| p.p50),
+            ("latency-p99", |p| p.p99),
+        ];
         let mut checks = Vec::new();
         let mut no_data = 0;
         for (name, pick) in metrics {
@@ -88,13 +95,20 @@ impl MannWhitneyState {
                 stable: mean(&stable),
                 candidate_requests: candidate.len() as u64,
                 stable_requests: stable.len() as u64,
-                limit: format!("shift within {}% at {}% confidence", config.tolerance * 100.0, config.confidence * 100.0),
+                limit: format!(
+                    "shift within {}% at {}% confidence",
+                    config.tolerance * 100.0,
+                    config.confidence * 100.0
+                ),
                 evidence: comparison.shift.map(|s| s.lower),
                 passed,
                 message: if passed {
                     String::new()
                 } else {
-                    format!("{name}: the candidate's series is higher ({:?})", comparison.classification)
+                    format!(
+                        "{name}: the candidate's series is higher ({:?})",
+                        comparison.classification
+                    )
                 },
             });
         }
@@ -115,8 +129,16 @@ impl MannWhitneyState {
             limit: format!(">= {}", config.pass_score),
             evidence: None,
             passed,
-            message: if passed { String::new() } else { format!("score {score:.0} < {}", config.pass_score) },
+            message: if passed {
+                String::new()
+            } else {
+                format!("score {score:.0} < {}", config.pass_score)
+            },
         });
-        if passed { Verdict::Pass { checks } } else { Verdict::Fail { checks } }
+        if passed {
+            Verdict::Pass { checks }
+        } else {
+            Verdict::Fail { checks }
+        }
     }
 }

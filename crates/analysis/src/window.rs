@@ -25,7 +25,6 @@ impl RevisionWindow {
         (self.requests > 0)
             .then(|| 100.0 * (self.requests - self.errors.min(self.requests)) as f64 / self.requests as f64)
     }
-
 }
 
 /// What both revisions did over one analysis window.

@@ -8,7 +8,9 @@
 #![warn(missing_docs)]
 
 pub mod latency;
+pub mod runner;
 pub mod scenario;
+pub mod suite;
 pub mod traffic;
 
 pub use latency::LatencyDistribution;

@@ -33,5 +33,5 @@ pub use action::{Action, Event, Role, Severity};
 pub use command::{Command, CommandRejected};
 pub use machine::{resync, step};
 pub use observation::{Desired, Health, Observations};
-pub use plan::Plan;
+pub use plan::{Plan, judge_config};
 pub use state::{Hold, HoldReason, Phase, Rollout, TimeoutAction};

@@ -431,12 +431,18 @@ impl Decision {
         self.rollout.last_checks = verdict.checks().to_vec();
         match verdict {
             Verdict::Inconclusive { reason } => {
-                self.record(Severity::Warning, format!("Analysis inconclusive ({reason}): judging the interval again"));
+                self.record(
+                    Severity::Warning,
+                    format!("Analysis inconclusive ({reason}): judging the interval again"),
+                );
             }
             Verdict::Pass { .. } => self.next_step(plan),
             Verdict::Fail { .. } => {
                 self.rollout.failed_checks += 1;
-                self.record(Severity::Warning, format!("Halt advancement: {}", verdict.failure_summary()));
+                self.record(
+                    Severity::Warning,
+                    format!("Halt advancement: {}", verdict.failure_summary()),
+                );
             }
         }
     }
@@ -450,7 +456,10 @@ impl Decision {
                 None => {
                     self.rollout.metric_gaps += 1;
                     if self.rollout.metric_gaps == 1 {
-                        self.record(Severity::Warning, "Metrics missing for an evaluation window: it is not counted");
+                        self.record(
+                            Severity::Warning,
+                            "Metrics missing for an evaluation window: it is not counted",
+                        );
                     }
                     if self.rollout.metric_gaps == MAX_METRIC_GAPS {
                         let summary = format!("Metrics unavailable for {MAX_METRIC_GAPS} evaluations in a row");
@@ -481,23 +490,37 @@ impl Decision {
         match self.rollout.judge.conclude(&plan.judge) {
             Verdict::Pass { checks } => {
                 self.rollout.last_checks = checks;
-                self.record(Severity::Info, "Analysis conclusive: the candidate is not worse than stable");
+                self.record(
+                    Severity::Info,
+                    "Analysis conclusive: the candidate is not worse than stable",
+                );
                 self.promote();
             }
             Verdict::Fail { checks } => {
-                let summary =
-                    checks.iter().filter(|c| !c.passed).map(|c| c.message.as_str()).collect::<Vec<_>>().join("; ");
+                let summary = checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| c.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 self.rollout.last_checks = checks;
                 self.fail(plan, format!("Analysis failed at the end of the plan: {summary}"));
             }
             Verdict::Inconclusive { reason } => {
                 let summary = format!("Analysis inconclusive at the end of the plan: {reason}");
                 match plan.on_inconclusive {
-                    OnInconclusive::Hold => {
-                        self.hold(plan, HoldReason::Inconclusive { summary: summary.clone() }, summary)
-                    }
+                    OnInconclusive::Hold => self.hold(
+                        plan,
+                        HoldReason::Inconclusive {
+                            summary: summary.clone(),
+                        },
+                        summary,
+                    ),
                     OnInconclusive::Promote => {
-                        self.record(Severity::Warning, format!("{summary}; promoting as onInconclusive says"));
+                        self.record(
+                            Severity::Warning,
+                            format!("{summary}; promoting as onInconclusive says"),
+                        );
                         self.promote();
                     }
                     OnInconclusive::Rollback => self.rollback(summary),
@@ -523,13 +546,24 @@ impl Decision {
     fn fail(&mut self, plan: &Plan, reason: String) {
         match plan.on_failure {
             OnFailure::Rollback => self.rollback(reason),
-            OnFailure::Hold => self.hold(plan, HoldReason::FailedAnalysis { summary: reason.clone() }, reason),
+            OnFailure::Hold => self.hold(
+                plan,
+                HoldReason::FailedAnalysis {
+                    summary: reason.clone(),
+                },
+                reason,
+            ),
         }
     }
 
     fn hold(&mut self, plan: &Plan, reason: HoldReason, summary: String) {
         let until = self.after(plan.hold_timeout);
-        self.rollout.hold = Some(Hold { reason, since: self.now, until, on_timeout: TimeoutAction::Rollback });
+        self.rollout.hold = Some(Hold {
+            reason,
+            since: self.now,
+            until,
+            on_timeout: TimeoutAction::Rollback,
+        });
         self.record(
             Severity::Error,
             format!("{summary}: holding for a human; rolls back at {until} unless resumed, promoted or aborted"),

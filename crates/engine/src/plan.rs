@@ -74,7 +74,9 @@ impl Plan {
 /// The judge a spec's analysis block asks for.
 pub fn judge_config(analysis: &sluice_spec::Analysis) -> JudgeConfig {
     match analysis.judge {
-        Judge::Threshold => JudgeConfig::Threshold { checks: analysis.metrics.clone() },
+        Judge::Threshold => JudgeConfig::Threshold {
+            checks: analysis.metrics.clone(),
+        },
         Judge::Sequential => JudgeConfig::Sequential(SequentialConfig {
             alpha: analysis.alpha,
             tolerance: analysis.tolerance,

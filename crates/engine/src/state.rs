@@ -158,7 +158,9 @@ impl Rollout {
 
     /// The phase as a user reads it: `Paused` while held, the phase otherwise.
     pub fn display_phase(&self) -> String {
-        let Some(hold) = &self.hold else { return self.phase.to_string() };
+        let Some(hold) = &self.hold else {
+            return self.phase.to_string();
+        };
         let why = match hold.reason {
             HoldReason::Operator => "by an operator",
             HoldReason::FailedAnalysis { .. } => "failed analysis",

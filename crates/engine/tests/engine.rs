@@ -19,27 +19,29 @@ fn revision(name: &str) -> RevisionRef {
 
 fn plan() -> Plan {
     let metrics = vec![
-            MetricCheck {
-                name: MetricName::RequestSuccessRate,
-                threshold_range: ThresholdRange {
-                    min: Some(99.0),
-                    max: None,
-                },
+        MetricCheck {
+            name: MetricName::RequestSuccessRate,
+            threshold_range: ThresholdRange {
+                min: Some(99.0),
+                max: None,
             },
-            MetricCheck {
-                name: MetricName::RequestDuration,
-                threshold_range: ThresholdRange {
-                    min: None,
-                    max: Some(500.0),
-                },
+        },
+        MetricCheck {
+            name: MetricName::RequestDuration,
+            threshold_range: ThresholdRange {
+                min: None,
+                max: Some(500.0),
             },
-        ];
+        },
+    ];
     Plan {
         steps: vec![10, 20, 30, 40, 50],
         interval: Duration::from_secs(60),
         progress_deadline: Duration::from_secs(60),
         threshold: 5,
-        judge: JudgeConfig::Threshold { checks: metrics.clone() },
+        judge: JudgeConfig::Threshold {
+            checks: metrics.clone(),
+        },
         metrics,
         evaluation_interval: Duration::from_secs(1),
         on_inconclusive: OnInconclusive::Hold,
@@ -363,7 +365,10 @@ fn on_failure_hold_pauses_and_the_hold_times_out_into_a_rollback_with_an_alert()
     sim.tick(Health::Ready, None);
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
-    assert!(sim.rollout.hold.is_none(), "the threshold is checked at the next interval");
+    assert!(
+        sim.rollout.hold.is_none(),
+        "the threshold is checked at the next interval"
+    );
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 69, 40.0)));
     assert_eq!(sim.rollout.phase, Phase::Progressing);

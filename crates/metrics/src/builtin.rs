@@ -169,6 +169,7 @@ fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
                 requests: revision.requests.total(),
                 errors: revision.requests.server_error,
                 latency_us,
+                buckets: buckets_of(revision),
             },
         );
     }
@@ -177,7 +178,12 @@ fn sample_of(snapshot: &Snapshot) -> Result<Sample, String> {
 
 /// The snapshot's cumulative `le` buckets as per-bucket counts.
 fn buckets_of(revision: &sluice_proxy::snapshot::RevisionSnapshot) -> Option<sluice_analysis::stats::Histogram> {
-    let bounds: Vec<f64> = revision.latency_buckets_ms.iter().map(|b| b.le).filter(|le| le.is_finite()).collect();
+    let bounds: Vec<f64> = revision
+        .latency_buckets_ms
+        .iter()
+        .map(|b| b.le)
+        .filter(|le| le.is_finite())
+        .collect();
     let mut previous = 0;
     let counts = revision
         .latency_buckets_ms
@@ -200,11 +206,17 @@ fn diff(latest: &Sample, base: &Sample, service: &str, revision: &str) -> Revisi
         requests: now.requests,
         errors: now.errors,
         p99_ms: None,
+        latency: now.buckets.clone(),
     };
     let mut latency = now.latency_us.clone();
     if let Some(then) = base.revisions.get(&key) {
         window.requests = now.requests.saturating_sub(then.requests);
         window.errors = now.errors.saturating_sub(then.errors);
+        if let (Some(buckets), Some(earlier)) = (&mut window.latency, &then.buckets)
+            && buckets.subtract(earlier).is_err()
+        {
+            window.latency = None;
+        }
         if latency.subtract(&then.latency_us).is_err() {
             // The proxy restarted between the samples; its counts started over.
             latency = now.latency_us.clone();

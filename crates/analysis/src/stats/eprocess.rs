@@ -225,6 +225,13 @@ impl EProcess {
 pub struct SequentialTest {
     errors: EProcess,
     latency: Vec<EProcess>,
+    /// Weight of the error stream in the regression evidence; the latency streams share the rest equally.
+    #[serde(default = "half")]
+    error_weight: f64,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 impl SequentialTest {
@@ -233,7 +240,16 @@ impl SequentialTest {
         SequentialTest {
             errors: EProcess::new(direction, tolerance),
             latency: vec![EProcess::new(direction, tolerance); latency_streams],
+            error_weight: 0.5,
         }
+    }
+
+    /// The same test with the error stream weighted `weight` (0..=1) in the regression evidence instead of ½.
+    /// Any fixed convex combination of e-processes is one, so validity is unchanged; the weight only moves
+    /// power between error and latency regressions.
+    pub fn with_error_weight(mut self, weight: f64) -> Self {
+        self.error_weight = weight.clamp(0.0, 1.0);
+        self
     }
 
     /// Which hypothesis this test gathers evidence against.
@@ -282,7 +298,12 @@ impl SequentialTest {
         let errors = self.errors.log_e_value();
         match self.direction() {
             Direction::Regression if latency.is_empty() => errors,
-            Direction::Regression => log_mean_exp(&[errors, log_mean_exp(&latency)]),
+            Direction::Regression => {
+                let (w, latency) = (self.error_weight, log_mean_exp(&latency));
+                // ln(w·e^errors + (1 − w)·e^latency), computed without overflow.
+                let max = errors.max(latency);
+                max + (w * (errors - max).exp() + (1.0 - w) * (latency - max).exp()).ln()
+            }
             Direction::NotWorse => latency.into_iter().fold(errors, f64::min),
         }
     }

@@ -224,3 +224,41 @@ async fn shutdown() {
         _ = terminate.recv() => {}
     }
 }
+
+/// The suite kept in the repository, used when no scenarios file is given.
+const DEFAULT_SCENARIOS: &str = include_str!("../../../bench/scenarios.json");
+
+/// `sluice bench analysis`
+pub fn bench_analysis(
+    scenarios: Option<&Path>,
+    json: Option<&Path>,
+    runs_good: u32,
+    runs_bad: u32,
+) -> Result<ExitCode> {
+    use sluice_bench::suite::{Runs, render_table, run_suite};
+    let file = match scenarios {
+        Some(path) => sluice_bench::ScenarioFile::load(path)?,
+        None => sluice_bench::ScenarioFile::from_json(DEFAULT_SCENARIOS)?,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = tokio::time::Instant::now();
+    let summaries = run_suite(
+        &file,
+        Runs {
+            good: runs_good,
+            bad: runs_bad,
+        },
+        threads,
+    )?;
+    print!("{}", render_table(&summaries));
+    println!(
+        "\n{} scenarios x 4 algorithms in {:.0}s",
+        file.scenarios.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&summaries)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -117,8 +117,32 @@ pub enum Command {
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
     },
+    /// Benchmarks that compare Sluice with its anchors in one run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// The demo service: answers every path, with a deterministic share of 500s and added latency.
     DemoApp(sluice_demo::app::AppConfig),
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The analysis benchmark: scenarios with a known truth, run through Sluice's engine in simulated time with
+    /// Flagger's and Kayenta's settings (Sluice's threshold and Mann–Whitney judges) and Sluice's defaults.
+    Analysis {
+        /// A scenarios file (the format of crates/bench/scenarios.json, which is the default).
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Runs per good scenario.
+        #[arg(long, default_value_t = 1000)]
+        runs_good: u32,
+        /// Runs per bad scenario.
+        #[arg(long, default_value_t = 500)]
+        runs_bad: u32,
+    },
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -152,5 +176,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Abort { name } => commands::command(&data_dir, &name, "abort").await,
         Command::Demo { interval, rate } => crate::demo::run(interval, rate).await,
         Command::DemoApp(app) => commands::demo_app(app).await,
+        Command::Bench(BenchCommand::Analysis {
+            scenarios,
+            json,
+            runs_good,
+            runs_bad,
+        }) => commands::bench_analysis(scenarios.as_deref(), json.as_deref(), runs_good, runs_bad),
     }
 }

@@ -250,6 +250,7 @@ spec:
       stepWeights: {steps}
       interval: 1s
   analysis:
+    judge: threshold
     threshold: 2
     metrics:
       - name: request-success-rate
