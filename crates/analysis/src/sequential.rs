@@ -266,7 +266,7 @@ impl SequentialState {
     }
 
     fn stream_checks(&self, config: &SequentialConfig) -> Vec<CheckOutcome> {
-        let limit = format!("e-value < {}", 1.0 / regression_alpha(config));
+        let limit = format!("e-value < {:.1}", 1.0 / regression_alpha(config));
         let mut checks = vec![self.stream_check(
             "errors",
             self.candidate.errors,

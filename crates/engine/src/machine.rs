@@ -474,8 +474,8 @@ impl Decision {
                     }
                     if let Verdict::Fail { .. } = verdict {
                         self.rollout.failed_checks += 1;
-                        let summary = format!("Halt advancement: {}", verdict.failure_summary());
-                        self.record(Severity::Warning, summary.clone());
+                        let summary = verdict.failure_summary();
+                        self.record(Severity::Warning, format!("Halt advancement: {summary}"));
                         return self.fail(plan, summary);
                     }
                 }

@@ -111,7 +111,7 @@ pub enum Command {
     /// Run a whole demo: v1, then a healthy v2 promoted, then a failing v3 rolled back.
     Demo {
         /// Time on each canary step (realistic pacing: 30s or more).
-        #[arg(long, value_parser = humantime_duration, default_value = "4s")]
+        #[arg(long, value_parser = humantime_duration, default_value = "5s")]
         interval: Duration,
         /// Requests per second the demo's users send.
         #[arg(long, default_value_t = 200.0)]

@@ -26,9 +26,7 @@ spec:
       stepWeights: [5, 10, 25, 50]
       interval: {interval}ms
   analysis:
-    judge: threshold
-    threshold: 3
-    onFailure: rollback
+    judge: sequential
     metrics:
       - name: request-success-rate
         thresholdRange: {{ min: 99 }}

@@ -231,3 +231,53 @@ async fn apply_wait_exits_with_the_outcome() {
     assert!(out.contains("rolled back"), "{out}");
     users.stop();
 }
+
+/// The default judge compares the candidate with stable as evidence accrues: a regression is rolled back within
+/// seconds, with the evidence in the events, and a healthy candidate is promoted once shown not worse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_judge_rolls_back_a_regression_in_seconds_and_promotes_a_healthy_candidate() {
+    let (mut sluice, _) = Sluice::serving_v1("[10, 50]").await;
+    let users = sluice.users(300.0, 60);
+    // Promotion needs evidence: about 700 candidate requests before a 1.5-point margin is shown.
+    let healthy = spec_judged(sluice.listen, "v2", &demo_command("v2", 0.0), "[20, 50]", "sequential")
+        .replace("interval: 1s", "interval: 4s");
+    assert!(sluice.apply(&healthy).status.success());
+    let promoted = sluice
+        .wait_for("web", Duration::from_secs(30), |s| {
+            phase(s) == "Succeeded" && stable(s) == "v2"
+        })
+        .await;
+    assert!(
+        messages(&promoted).iter().any(|m| m.contains("not worse than stable")),
+        "{promoted:#}"
+    );
+
+    let applied = tokio::time::Instant::now();
+    let failing = spec_judged(sluice.listen, "v3", &demo_command("v3", 0.1), "[10, 50]", "sequential");
+    assert!(sluice.apply(&failing).status.success());
+    let status = sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "RolledBack")
+        .await;
+    assert!(
+        applied.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        applied.elapsed()
+    );
+    let events = messages(&status).join("\n");
+    assert!(events.contains("Halt advancement: errors: candidate"), "{events}");
+    assert!(events.contains("e-value"), "the verdict names its evidence: {events}");
+    let errors = status["lastChecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "errors")
+        .unwrap()
+        .clone();
+    assert!(
+        errors["candidateRequests"].as_u64().unwrap() > 0 && errors["evidence"].as_f64().unwrap() >= 20.0,
+        "{errors:#}"
+    );
+    users.stop();
+    let total = users.finish().await;
+    assert_eq!(total.total.transport_errors, 0, "{total:?}");
+}

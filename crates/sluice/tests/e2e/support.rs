@@ -219,18 +219,23 @@ pub fn messages(status: &Value) -> Vec<String> {
 
 /// The demo service's spec: a canary stepping through `steps`, one step a second.
 pub fn spec(listen: SocketAddr, revision: &str, error_rate: f64, steps: &str) -> String {
-    spec_with_command(
-        listen,
-        revision,
-        &format!(
-            r#"["{SLUICE}", "demo-app", "--listen", "127.0.0.1:{{port}}", "--revision", "{revision}", "--error-rate", "{error_rate}"]"#
-        ),
-        steps,
+    spec_with_command(listen, revision, &demo_command(revision, error_rate), steps)
+}
+
+/// The command line of the demo service at `revision`.
+pub fn demo_command(revision: &str, error_rate: f64) -> String {
+    format!(
+        r#"["{SLUICE}", "demo-app", "--listen", "127.0.0.1:{{port}}", "--revision", "{revision}", "--error-rate", "{error_rate}"]"#
     )
 }
 
-/// A spec running an arbitrary command.
+/// A spec running an arbitrary command, judged by the threshold judge (Flagger's semantics).
 pub fn spec_with_command(listen: SocketAddr, revision: &str, command: &str, steps: &str) -> String {
+    spec_judged(listen, revision, command, steps, "threshold")
+}
+
+/// The demo service's spec judged by `judge`.
+pub fn spec_judged(listen: SocketAddr, revision: &str, command: &str, steps: &str, judge: &str) -> String {
     format!(
         r#"apiVersion: sluice.dev/v1alpha1
 kind: Service
@@ -250,7 +255,7 @@ spec:
       stepWeights: {steps}
       interval: 1s
   analysis:
-    judge: threshold
+    judge: {judge}
     threshold: 2
     metrics:
       - name: request-success-rate
