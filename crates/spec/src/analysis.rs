@@ -29,6 +29,8 @@ pub struct Analysis {
     pub on_inconclusive: OnInconclusive,
     /// Settings of the Mann–Whitney judge.
     pub mann_whitney: MannWhitneySettings,
+    /// Where the revisions' traffic is measured.
+    pub provider: MetricProvider,
     /// Failed checks before the failure action is taken.
     #[schemars(range(min = 1, max = 1000))]
     pub threshold: u32,
@@ -49,6 +51,7 @@ impl Default for Analysis {
             tolerance: DEFAULT_TOLERANCE,
             on_inconclusive: OnInconclusive::Hold,
             mann_whitney: MannWhitneySettings::default(),
+            provider: MetricProvider::Builtin,
             threshold: 5,
             on_failure: OnFailure::Rollback,
             hold_timeout: Duration(std::time::Duration::from_secs(3600)),
@@ -100,6 +103,21 @@ pub enum OnInconclusive {
     Promote,
     /// Roll back.
     Rollback,
+}
+
+/// Where the revisions' request counts and latency histograms come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum MetricProvider {
+    /// The built-in proxy's own counters, read from its admin listener every half second.
+    #[default]
+    Builtin,
+    /// A Prometheus server that scrapes the proxy's `/metrics` (PromQL over its HTTP API).
+    Prometheus {
+        /// Its base URL, e.g. `http://127.0.0.1:9090`.
+        #[schemars(regex(pattern = r"^https?://"))]
+        address: String,
+    },
 }
 
 /// Settings of the Mann–Whitney judge, Kayenta's defaults.

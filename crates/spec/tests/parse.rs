@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use sluice_spec::{
     Analysis, Canary, DEFAULT_TOLERANCE, Duration, Judge, MannWhitneySettings, Metadata, MetricCheck, MetricName,
-    OnFailure, OnInconclusive, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec, Strategy,
-    ThresholdRange, parse,
+    MetricProvider, OnFailure, OnInconclusive, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec,
+    Strategy, ThresholdRange, parse,
 };
 
 const MINIMAL: &str = include_str!("fixtures/minimal.yaml");
@@ -320,6 +320,7 @@ fn minimal_spec_gets_every_default() {
                 tolerance: DEFAULT_TOLERANCE,
                 on_inconclusive: OnInconclusive::Hold,
                 mann_whitney: MannWhitneySettings::default(),
+                provider: MetricProvider::Builtin,
                 threshold: 5,
                 on_failure: OnFailure::Rollback,
                 hold_timeout: secs(3600),

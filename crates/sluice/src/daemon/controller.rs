@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use sluice_engine::{Action, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step};
-use sluice_metrics::{MetricSource, WindowQuery};
+use sluice_metrics::{MetricSource, PrometheusConfig, PrometheusSource, WindowQuery};
 use sluice_platform::{Platform, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
 use sluice_router::{RevisionRoute, Router, ServiceRouting};
-use sluice_spec::RevisionRef;
+use sluice_spec::{MetricProvider, RevisionRef};
 use sluice_store::{AppliedSpec, Store};
 use tokio::sync::Notify;
 use tracing::warn;
@@ -38,6 +38,8 @@ pub struct Controller<P, R, M> {
     pub tick: Duration,
     start_failures: Mutex<HashMap<RevisionKey, String>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Prometheus sources of the services whose spec names one, by address.
+    prometheus: Mutex<HashMap<String, Arc<PrometheusSource>>>,
 }
 
 impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
@@ -52,6 +54,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             tick,
             start_failures: Mutex::new(HashMap::new()),
             wakers: Mutex::new(HashMap::new()),
+            prometheus: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,7 +126,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
                 plan: Plan::from_spec(&applied.spec),
             }),
             candidate: self.candidate_health(&rollout).await,
-            window: self.window(&rollout).await,
+            window: self.window(&applied, &rollout).await,
             commands: commands.iter().map(|(_, command)| *command).collect(),
         };
         let now = Timestamp::now();
@@ -164,7 +167,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
         }
     }
 
-    async fn window(&self, rollout: &Rollout) -> Option<sluice_analysis::Window> {
+    async fn window(&self, applied: &AppliedSpec, rollout: &Rollout) -> Option<sluice_analysis::Window> {
         let (Some(stable), Some(candidate)) = (&rollout.stable, &rollout.candidate) else {
             return None;
         };
@@ -177,13 +180,33 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             candidate: candidate.name.clone(),
             since: rollout.window_start,
         };
-        match self.metrics.window(&query).await {
+        let result = match &applied.spec.spec.analysis.provider {
+            MetricProvider::Builtin => self.metrics.window(&query).await,
+            MetricProvider::Prometheus { address } => match self.prometheus_source(address) {
+                Ok(source) => source.window(&query).await,
+                Err(error) => Err(sluice_metrics::MetricsError::Unavailable {
+                    what: format!("Prometheus at {address}"),
+                    detail: error.to_string(),
+                }),
+            },
+        };
+        match result {
             Ok(window) => Some(window),
             Err(error) => {
                 warn!(service = %rollout.service, "{error}");
                 None
             }
         }
+    }
+
+    fn prometheus_source(&self, address: &str) -> Result<Arc<PrometheusSource>, sluice_metrics::ConfigError> {
+        let mut sources = self.prometheus.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(source) = sources.get(address) {
+            return Ok(source.clone());
+        }
+        let source = Arc::new(PrometheusSource::new(PrometheusConfig::new(address))?);
+        sources.insert(address.to_string(), source.clone());
+        Ok(source)
     }
 
     /// Carries out actions in order. Records were persisted with the decision; the rest touch the world.

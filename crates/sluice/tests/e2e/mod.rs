@@ -1,5 +1,6 @@
 mod cli;
 mod crash;
 mod daemon;
+mod prometheus;
 mod rollout;
 mod support;
