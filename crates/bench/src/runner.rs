@@ -90,6 +90,7 @@ impl Algorithm {
             threshold: 5,
             metrics: defaults.metrics.clone(),
             judge: sluice_engine::judge_config(&defaults),
+            custom_metrics: Vec::new(),
             evaluation_interval: defaults.evaluation_interval.0,
             on_inconclusive: defaults.on_inconclusive,
             on_failure: OnFailure::Rollback,
@@ -276,6 +277,7 @@ pub fn run(
             candidate: Health::Ready,
             window: Some(window),
             commands: Vec::new(),
+            custom: Vec::new(),
         };
         rollout = step(rollout, &observations, at(now_s)).0;
         let decision = match rollout.phase {

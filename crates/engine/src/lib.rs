@@ -32,6 +32,6 @@ mod state;
 pub use action::{Action, Event, Role, Severity};
 pub use command::{Command, CommandRejected};
 pub use machine::{resync, step};
-pub use observation::{Desired, Health, Observations};
+pub use observation::{CustomReading, Desired, Health, Observations};
 pub use plan::{Plan, judge_config};
 pub use state::{Hold, HoldReason, Phase, Rollout, TimeoutAction};

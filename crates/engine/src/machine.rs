@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use sluice_analysis::{JudgeState, Verdict, judge_thresholds};
+use sluice_analysis::{CheckOutcome, JudgeState, Verdict, judge_thresholds};
 use sluice_spec::{OnFailure, OnInconclusive, RevisionRef};
 
 use crate::{
-    Action, Command, Desired, Event, Health, Hold, HoldReason, Observations, Phase, Plan, Role, Rollout, Severity,
-    TimeoutAction,
+    Action, Command, CustomReading, Desired, Event, Health, Hold, HoldReason, Observations, Phase, Plan, Role, Rollout,
+    Severity, TimeoutAction,
 };
 
 /// Decides what happens next. Pure: the result depends only on the arguments.
@@ -80,6 +80,64 @@ fn route_of(rollout: &Rollout) -> Option<Action> {
         weight: rollout.weight,
         draining: rollout.retired.clone(),
     })
+}
+
+/// Holds each of the user's own metrics to its range; a metric that could not be read fails its check, as an
+/// empty result does in Flagger.
+fn custom_checks(plan: &Plan, readings: &[CustomReading]) -> Vec<CheckOutcome> {
+    plan.custom_metrics
+        .iter()
+        .map(|metric| {
+            let reading = readings.iter().find(|r| r.name == metric.name).map(|r| &r.value);
+            let (min, max) = (metric.threshold_range.min, metric.threshold_range.max);
+            let limit = match (min, max) {
+                (Some(lo), Some(hi)) => format!("{lo}..={hi}"),
+                (Some(lo), None) => format!(">= {lo}"),
+                (None, Some(hi)) => format!("<= {hi}"),
+                (None, None) => "any".into(),
+            };
+            let (value, message) = match reading {
+                None => (None, format!("{}: not read", metric.name)),
+                Some(Err(error)) => (None, format!("{}: no value ({error})", metric.name)),
+                Some(Ok(v)) if min.is_some_and(|lo| *v < lo) || max.is_some_and(|hi| *v > hi) => {
+                    (Some(*v), format!("{} {v} outside {limit}", metric.name))
+                }
+                Some(Ok(v)) => (Some(*v), String::new()),
+            };
+            CheckOutcome {
+                metric: metric.name.clone(),
+                candidate: value,
+                stable: None,
+                candidate_requests: 0,
+                stable_requests: 0,
+                limit,
+                evidence: None,
+                passed: message.is_empty(),
+                message,
+            }
+        })
+        .collect()
+}
+
+/// The threshold judge's verdict with the user's own metrics added to its checks.
+fn with_custom(verdict: Verdict, plan: &Plan, readings: &[CustomReading]) -> Verdict {
+    let custom = custom_checks(plan, readings);
+    if custom.is_empty() {
+        return verdict;
+    }
+    let failed = custom.iter().any(|c| !c.passed);
+    match verdict {
+        Verdict::Pass { mut checks } | Verdict::Fail { mut checks } => {
+            let passed = !failed && checks.iter().all(|c| c.passed);
+            checks.extend(custom);
+            if passed {
+                Verdict::Pass { checks }
+            } else {
+                Verdict::Fail { checks }
+            }
+        }
+        inconclusive => inconclusive,
+    }
 }
 
 /// Evaluations in a row without usable metrics before a rollout is held.
@@ -427,7 +485,7 @@ impl Decision {
             return self.fail(plan, reason);
         }
         let window = observations.window.clone().unwrap_or_default();
-        let verdict = judge_thresholds(&plan.metrics, &window);
+        let verdict = with_custom(judge_thresholds(&plan.metrics, &window), plan, &observations.custom);
         self.rollout.last_checks = verdict.checks().to_vec();
         match verdict {
             Verdict::Inconclusive { reason } => {
@@ -468,9 +526,19 @@ impl Decision {
                 }
                 Some(window) => {
                     self.rollout.metric_gaps = 0;
+                    let custom = custom_checks(plan, &observations.custom);
+                    if let Some(failed) = custom.iter().find(|c| !c.passed) {
+                        // The user's own metrics are checked as Flagger checks them: failures count up to `threshold`.
+                        self.rollout.failed_checks += 1;
+                        self.record(Severity::Warning, format!("Halt advancement: {}", failed.message));
+                        if self.rollout.failed_checks >= plan.threshold {
+                            let reason = format!("Failed checks threshold reached {}", self.rollout.failed_checks);
+                            return self.fail(plan, reason);
+                        }
+                    }
                     let verdict = self.rollout.judge.observe(&plan.judge, window);
-                    if !verdict.checks().is_empty() {
-                        self.rollout.last_checks = verdict.checks().to_vec();
+                    if !verdict.checks().is_empty() || !custom.is_empty() {
+                        self.rollout.last_checks = verdict.checks().iter().cloned().chain(custom).collect();
                     }
                     if let Verdict::Fail { .. } = verdict {
                         self.rollout.failed_checks += 1;

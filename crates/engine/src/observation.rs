@@ -30,6 +30,16 @@ pub struct Desired {
     pub plan: Plan,
 }
 
+/// The value of one of the user's own metrics at an evaluation, or why it could not be read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomReading {
+    /// The metric's name, as in the spec.
+    pub name: String,
+    /// Its value, or what went wrong reading it (never a stand-in zero).
+    pub value: Result<f64, String>,
+}
+
 /// Everything the engine is told in one step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observations {
@@ -41,6 +51,8 @@ pub struct Observations {
     pub window: Option<Window>,
     /// Operator commands, in the order they arrived.
     pub commands: Vec<Command>,
+    /// The user's own metrics, read when an evaluation is due ([`crate::Rollout::evaluation_due`]).
+    pub custom: Vec<CustomReading>,
 }
 
 impl Observations {

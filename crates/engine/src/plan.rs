@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sluice_analysis::{
     DEFAULT_LATENCY_THRESHOLDS_MS, JudgeConfig, MannWhitneyConfig, PromotionMargin, SequentialConfig,
 };
-use sluice_spec::{Judge, MetricCheck, OnFailure, OnInconclusive, ServiceSpec};
+use sluice_spec::{CustomMetric, Judge, MetricCheck, OnFailure, OnInconclusive, ServiceSpec};
 
 /// How a rollout proceeds: its steps, pacing, checks and what to do on failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct Plan {
     pub metrics: Vec<MetricCheck>,
     /// Which judge decides.
     pub judge: JudgeConfig,
+    /// The user's own metrics, held to their ranges at every evaluation.
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomMetric>,
     /// How often a comparative judge looks at the evidence.
     pub evaluation_interval: Duration,
     /// What an inconclusive end of plan does.
@@ -52,11 +55,22 @@ impl Plan {
             threshold: body.analysis.threshold,
             metrics: body.analysis.metrics.clone(),
             judge: judge_config(&body.analysis),
+            custom_metrics: body.analysis.custom_metrics.clone(),
             evaluation_interval: body.analysis.evaluation_interval.0,
             on_inconclusive: body.analysis.on_inconclusive,
             on_failure: body.analysis.on_failure,
             hold_timeout: body.analysis.hold_timeout.0,
             drain: Self::DEFAULT_DRAIN,
+        }
+    }
+
+    /// How often the evidence is looked at: every step interval for the threshold judge (Flagger's loop), every
+    /// evaluation interval for the others.
+    pub fn evaluation_period(&self) -> Duration {
+        if self.is_comparative() {
+            self.evaluation_interval
+        } else {
+            self.interval
         }
     }
 

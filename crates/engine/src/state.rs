@@ -156,6 +156,15 @@ impl Rollout {
         }
     }
 
+    /// Whether the next step will evaluate the analysis, so the controller knows to read the user's own metrics.
+    pub fn evaluation_due(&self, now: Timestamp) -> bool {
+        let Some(plan) = &self.plan else { return false };
+        let period = jiff::SignedDuration::try_from(plan.evaluation_period()).unwrap_or(jiff::SignedDuration::MAX);
+        self.phase == Phase::Progressing
+            && self.hold.is_none()
+            && self.window_start.checked_add(period).is_ok_and(|due| now >= due)
+    }
+
     /// The phase as a user reads it: `Paused` while held, the phase otherwise.
     pub fn display_phase(&self) -> String {
         let Some(hold) = &self.hold else {

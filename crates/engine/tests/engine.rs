@@ -43,6 +43,7 @@ fn plan() -> Plan {
             checks: metrics.clone(),
         },
         metrics,
+        custom_metrics: Vec::new(),
         evaluation_interval: Duration::from_secs(1),
         on_inconclusive: OnInconclusive::Hold,
         on_failure: OnFailure::Rollback,
@@ -131,6 +132,7 @@ impl Sim {
             candidate,
             window,
             commands: Vec::new(),
+            custom: Vec::new(),
         };
         self.tick_with(observations);
     }
@@ -141,6 +143,7 @@ impl Sim {
             candidate: Health::Ready,
             window: None,
             commands: vec![command],
+            custom: Vec::new(),
         };
         self.tick_with(observations);
     }
@@ -500,6 +503,7 @@ fn the_same_inputs_give_the_same_decision() {
         candidate: Health::Ready,
         window: None,
         commands: vec![],
+        custom: Vec::new(),
     };
     let a = step(sim.rollout.clone(), &observations, sim.now);
     let b = step(sim.rollout.clone(), &observations, sim.now);
@@ -570,6 +574,7 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
             candidate: health.clone(),
             window: None,
             commands: vec![],
+            custom: Vec::new(),
         };
         match input {
             Input::Wait(seconds) => sim.advance(*seconds),
@@ -660,4 +665,171 @@ proptest! {
             "stuck in {:?} (hold {:?})", sim.rollout.phase, sim.rollout.hold
         );
     }
+}
+
+// The default judge and the user's own metrics.
+
+fn sequential_plan() -> Plan {
+    let analysis = sluice_spec::Analysis::default();
+    Plan {
+        judge: sluice_engine::judge_config(&analysis),
+        interval: Duration::from_secs(10),
+        steps: vec![10, 50],
+        ..plan()
+    }
+}
+
+/// A second of traffic: `stable_n` stable requests, and a candidate share with `errors` errors.
+fn second(candidate_n: u64, errors: u64, stable_n: u64) -> Window {
+    Window {
+        candidate: RevisionWindow {
+            requests: candidate_n,
+            errors,
+            p99_ms: Some(5.0),
+            latency: None,
+        },
+        stable: RevisionWindow {
+            requests: stable_n,
+            errors: 0,
+            p99_ms: Some(5.0),
+            latency: None,
+        },
+        complete: true,
+    }
+}
+
+fn sequential_sim() -> Sim {
+    sequential_sim_with(Duration::from_secs(10))
+}
+
+fn sequential_sim_with(interval: Duration) -> Sim {
+    let mut sim = Sim::new("v1");
+    sim.desired.plan = Plan {
+        interval,
+        ..sequential_plan()
+    };
+    sim.apply_plan_and("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    assert_eq!((sim.rollout.phase, sim.weight), (Phase::Progressing, Some(10)));
+    sim
+}
+
+#[test]
+fn the_sequential_judge_rolls_back_a_regression_within_seconds_and_explains_it() {
+    let mut sim = sequential_sim();
+    for _ in 0..10 {
+        sim.advance(1);
+        sim.tick(Health::Ready, Some(second(20, 2, 180)));
+        if sim.rollout.phase != Phase::Progressing {
+            break;
+        }
+    }
+    assert_eq!(
+        sim.rollout.phase,
+        Phase::RollingBack,
+        "10% errors against none is a regression"
+    );
+    let errors = sim.rollout.last_checks.iter().find(|c| c.metric == "errors").unwrap();
+    assert!(!errors.passed && errors.evidence.unwrap() >= 20.0, "{errors:?}");
+    assert!(sim.has_event("Halt advancement: errors: candidate"));
+}
+
+#[test]
+fn the_sequential_judge_promotes_with_evidence_and_holds_without() {
+    let mut sim = sequential_sim();
+    for _ in 0..20 {
+        sim.advance(1);
+        sim.tick(
+            Health::Ready,
+            Some(second(if sim.weight == Some(10) { 40 } else { 200 }, 0, 360)),
+        );
+    }
+    assert_eq!(sim.rollout.phase, Phase::Promoting, "{:?}", sim.rollout.last_checks);
+    assert!(sim.has_event("not worse than stable"));
+
+    let mut thin = sequential_sim();
+    for _ in 0..20 {
+        thin.advance(1);
+        thin.tick(Health::Ready, Some(second(1, 0, 9)));
+    }
+    assert_eq!(thin.rollout.phase, Phase::Progressing);
+    assert!(
+        thin.rollout.display_phase().contains("inconclusive"),
+        "{}",
+        thin.rollout.display_phase()
+    );
+    assert!(
+        thin.events
+            .iter()
+            .any(|(_, s, m)| *s == Severity::Error && m.contains("inconclusive"))
+    );
+}
+
+#[test]
+fn windows_without_metrics_are_not_counted_and_too_many_pause_the_rollout() {
+    let mut sim = sequential_sim_with(Duration::from_secs(20));
+    for _ in 0..29 {
+        sim.advance(1);
+        sim.tick(Health::Ready, None);
+    }
+    assert!(sim.rollout.hold.is_none());
+    assert_eq!(
+        sim.weight,
+        Some(50),
+        "steps go on while the judge has nothing to object to"
+    );
+    sim.advance(1);
+    sim.tick(Health::Ready, None);
+    assert!(
+        sim.rollout.display_phase().contains("metrics unavailable"),
+        "{}",
+        sim.rollout.display_phase()
+    );
+}
+
+#[test]
+fn the_users_own_metrics_count_failed_checks_when_out_of_range_or_unreadable() {
+    let mut sim = Sim::new("v1");
+    sim.desired.plan.threshold = 2;
+    sim.desired.plan.custom_metrics = vec![sluice_spec::CustomMetric {
+        name: "queue-depth".into(),
+        query: Some("max(queue_depth)".into()),
+        web: None,
+        threshold_range: ThresholdRange {
+            min: None,
+            max: Some(100.0),
+        },
+    }];
+    sim.apply_plan_and("v2");
+    sim.tick(Health::Ready, None);
+    sim.tick(Health::Ready, None);
+    let reading = |value: Result<f64, String>| {
+        vec![sluice_engine::CustomReading {
+            name: "queue-depth".into(),
+            value,
+        }]
+    };
+    let observe = |sim: &mut Sim, value| {
+        sim.advance(60);
+        sim.tick_with(Observations {
+            desired: Some(sim.desired.clone()),
+            candidate: Health::Ready,
+            window: Some(healthy()),
+            commands: vec![],
+            custom: reading(value),
+        });
+    };
+    observe(&mut sim, Ok(12.0));
+    assert_eq!((sim.weight, sim.rollout.failed_checks), (Some(20), 0));
+    observe(&mut sim, Ok(250.0));
+    assert_eq!((sim.weight, sim.rollout.failed_checks), (Some(20), 1));
+    assert!(sim.has_event("queue-depth 250 outside <= 100"));
+    observe(&mut sim, Err("the query matched no series".into()));
+    assert_eq!(
+        sim.rollout.failed_checks, 2,
+        "an unreadable metric fails its check, it is not taken as zero"
+    );
+    observe(&mut sim, Ok(12.0));
+    assert_eq!(sim.rollout.phase, Phase::RollingBack);
 }

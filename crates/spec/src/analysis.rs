@@ -31,6 +31,9 @@ pub struct Analysis {
     pub mann_whitney: MannWhitneySettings,
     /// Where the revisions' traffic is measured.
     pub provider: MetricProvider,
+    /// Metrics of the user's own, read from Prometheus or a web endpoint and held to a range at every
+    /// evaluation; out-of-range values count as failed checks (Flagger's semantics, rollback at `threshold`).
+    pub custom_metrics: Vec<CustomMetric>,
     /// Failed checks before the failure action is taken.
     #[schemars(range(min = 1, max = 1000))]
     pub threshold: u32,
@@ -52,6 +55,7 @@ impl Default for Analysis {
             on_inconclusive: OnInconclusive::Hold,
             mann_whitney: MannWhitneySettings::default(),
             provider: MetricProvider::Builtin,
+            custom_metrics: Vec::new(),
             threshold: 5,
             on_failure: OnFailure::Rollback,
             hold_timeout: Duration(std::time::Duration::from_secs(3600)),
@@ -118,6 +122,38 @@ pub enum MetricProvider {
         #[schemars(regex(pattern = r"^https?://"))]
         address: String,
     },
+}
+
+/// A metric of the user's own: a query or an endpoint, and the range its value must stay in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomMetric {
+    /// A name for events and status, e.g. `checkout-p95`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// A PromQL query against `analysis.provider` (which must be Prometheus). `{{service}}`, `{{revision}}`
+    /// (the candidate's name) and `{{interval}}` (the evaluation interval) are substituted, escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// A web endpoint returning JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebMetric>,
+    /// The range the value must stay in.
+    pub threshold_range: ThresholdRange,
+}
+
+/// A number read from a JSON endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebMetric {
+    /// The URL, `http://` or `https://`.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// Where the number is in the answer, e.g. `$.data.value`.
+    pub json_path: String,
+    /// A JSON body to POST instead of a GET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
 
 /// Settings of the Mann–Whitney judge, Kayenta's defaults.

@@ -21,8 +21,8 @@ mod syntax;
 mod yaml;
 
 pub use analysis::{
-    Analysis, DEFAULT_TOLERANCE, Judge, MannWhitneySettings, MetricCheck, MetricName, MetricProvider, OnFailure,
-    OnInconclusive, ThresholdRange,
+    Analysis, CustomMetric, DEFAULT_TOLERANCE, Judge, MannWhitneySettings, MetricCheck, MetricName, MetricProvider,
+    OnFailure, OnInconclusive, ThresholdRange,
 };
 pub use duration::{Duration, InvalidDuration};
 pub use errors::{FieldError, SpecErrors};

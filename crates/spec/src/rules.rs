@@ -29,6 +29,7 @@ pub(crate) fn check(document: &Value) -> Vec<Problem> {
     check_port_placeholder(document, &mut problems);
     check_canary(document, &mut problems);
     check_metric_bounds(document, &mut problems);
+    check_custom_metrics(document, &mut problems);
     check_durations(document, &mut problems);
     problems
 }
@@ -167,6 +168,35 @@ fn check_metric_bounds(document: &Value, problems: &mut Vec<Problem>) {
             _ => continue,
         };
         problems.push(Problem::new(path.key(bound), message));
+    }
+}
+
+/// Each custom metric reads from exactly one place, a query needs a Prometheus provider, and its range has a
+/// bound.
+fn check_custom_metrics(document: &Value, problems: &mut Vec<Problem>) {
+    const CUSTOM: [&str; 3] = ["spec", "analysis", "customMetrics"];
+    let Some(metrics) = lookup(document, &CUSTOM).and_then(Value::as_array) else {
+        return;
+    };
+    let prometheus =
+        lookup(document, &["spec", "analysis", "provider", "type"]).and_then(Value::as_str) == Some("prometheus");
+    for (index, metric) in metrics.iter().enumerate().filter(|(_, m)| m.is_object()) {
+        let path = FieldPath::of(&CUSTOM).index(index);
+        match (present(metric, "query"), present(metric, "web")) {
+            (Some(_), Some(_)) => problems.push(Problem::new(path.clone(), "set either query or web, not both")),
+            (None, None) => problems.push(Problem::new(path.clone(), "set either query or web")),
+            (Some(_), None) if !prometheus => problems.push(Problem::new(
+                path.key("query"),
+                "needs spec.analysis.provider of type prometheus to run against",
+            )),
+            _ => {}
+        }
+        if let Some(range) = metric.get("thresholdRange").filter(|r| r.is_object())
+            && present(range, "min").is_none()
+            && present(range, "max").is_none()
+        {
+            problems.push(Problem::new(path.key("thresholdRange"), "set min, max or both"));
+        }
     }
 }
 

@@ -217,6 +217,20 @@ fn bad_specs_report_each_problem_with_its_path() {
             ],
         ),
         (
+            "custom metrics",
+            minimal_plus(
+                "analysis:\n  customMetrics:\n    - name: both\n      query: up\n      web: { url: \"http://127.0.0.1:1/x\", jsonPath: $.v }\n      \
+                 thresholdRange: { max: 1 }\n    - name: neither\n      thresholdRange: { min: 0 }\n    - name: unbounded\n      \
+                 query: up\n      thresholdRange: {}",
+            ),
+            vec![
+                "spec.analysis.customMetrics[0]: set either query or web, not both",
+                "spec.analysis.customMetrics[1]: set either query or web",
+                "spec.analysis.customMetrics[2].query: needs spec.analysis.provider of type prometheus to run against",
+                "spec.analysis.customMetrics[2].thresholdRange: set min, max or both",
+            ],
+        ),
+        (
             "analysis settings",
             minimal_plus(
                 "analysis:\n  judge: bayes\n  onFailure: pause\n  threshold: 0\n  metrics:\n    - name: latency\n      \
@@ -321,6 +335,7 @@ fn minimal_spec_gets_every_default() {
                 on_inconclusive: OnInconclusive::Hold,
                 mann_whitney: MannWhitneySettings::default(),
                 provider: MetricProvider::Builtin,
+                custom_metrics: Vec::new(),
                 threshold: 5,
                 on_failure: OnFailure::Rollback,
                 hold_timeout: secs(3600),

@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
-use sluice_engine::{Action, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step};
-use sluice_metrics::{MetricSource, PrometheusConfig, PrometheusSource, WindowQuery};
+use sluice_engine::{
+    Action, CustomReading, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
+};
+use sluice_metrics::{
+    MetricSource, PrometheusConfig, PrometheusSource, QueryTemplate, TemplateVars, WebConfig, WebMethod, WebSource,
+    WindowQuery,
+};
 use sluice_platform::{Platform, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
 use sluice_router::{RevisionRoute, Router, ServiceRouting};
 use sluice_spec::{MetricProvider, RevisionRef};
@@ -120,6 +125,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             self.store.clear_pending(service, rollout.generation)?;
         }
         let commands = self.store.queued_commands(service)?;
+        let now = Timestamp::now();
         let observations = Observations {
             desired: Some(Desired {
                 revision: applied.revision.clone(),
@@ -128,8 +134,12 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             candidate: self.candidate_health(&rollout).await,
             window: self.window(&applied, &rollout).await,
             commands: commands.iter().map(|(_, command)| *command).collect(),
+            custom: if rollout.evaluation_due(now) {
+                self.read_custom(&applied, &rollout).await
+            } else {
+                Vec::new()
+            },
         };
-        let now = Timestamp::now();
         let (next, actions) = step(rollout.clone(), &observations, now);
         if next == rollout && actions.is_empty() && commands.is_empty() {
             return Ok(());
@@ -197,6 +207,58 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
                 None
             }
         }
+    }
+
+    /// Reads the user's own metrics for an evaluation; a failure is reported as such, never as a value.
+    async fn read_custom(&self, applied: &AppliedSpec, rollout: &Rollout) -> Vec<CustomReading> {
+        let analysis = &applied.spec.spec.analysis;
+        let Some(candidate) = &rollout.candidate else {
+            return Vec::new();
+        };
+        let interval = rollout
+            .plan
+            .as_ref()
+            .map_or(Duration::from_secs(60), |p| p.evaluation_period());
+        let vars = TemplateVars {
+            service: &rollout.service,
+            revision: &candidate.name,
+            interval,
+        };
+        let mut readings = Vec::new();
+        for metric in &analysis.custom_metrics {
+            let value = match (&metric.query, &metric.web, &analysis.provider) {
+                (Some(query), _, MetricProvider::Prometheus { address }) => {
+                    match (QueryTemplate::parse(query), self.prometheus_source(address)) {
+                        (Ok(template), Ok(source)) => {
+                            source.query_value(&template, &vars).await.map_err(|e| e.to_string())
+                        }
+                        (Err(error), _) => Err(error.to_string()),
+                        (_, Err(error)) => Err(error.to_string()),
+                    }
+                }
+                (_, Some(web), _) => {
+                    let config = WebConfig {
+                        method: if web.body.is_some() {
+                            WebMethod::Post
+                        } else {
+                            WebMethod::Get
+                        },
+                        body: web.body.clone(),
+                        ..WebConfig::get(web.url.clone(), web.json_path.clone())
+                    };
+                    match WebSource::new(config) {
+                        Ok(source) => source.value().await.map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    }
+                }
+                _ => Err("no source: a query needs a Prometheus provider".into()),
+            };
+            readings.push(CustomReading {
+                name: metric.name.clone(),
+                value,
+            });
+        }
+        readings
     }
 
     fn prometheus_source(&self, address: &str) -> Result<Arc<PrometheusSource>, sluice_metrics::ConfigError> {

@@ -281,3 +281,46 @@ async fn the_default_judge_rolls_back_a_regression_in_seconds_and_promotes_a_hea
     let total = users.finish().await;
     assert_eq!(total.total.transport_errors, 0, "{total:?}");
 }
+
+/// A metric of the user's own, read from a web endpoint at every evaluation, fails the rollout when out of range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_web_metric_out_of_range_rolls_the_candidate_back() {
+    let value = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(5));
+    let served = value.clone();
+    let app = axum::Router::new().route(
+        "/kpi",
+        axum::routing::get(move || {
+            let served = served.clone();
+            async move {
+                axum::Json(
+                    serde_json::json!({ "data": { "value": served.load(std::sync::atomic::Ordering::Relaxed) } }),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kpi = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (mut sluice, _) = Sluice::serving_v1("[10, 20, 30, 40, 50]").await;
+    let users = sluice.users(100.0, 30);
+    let with_kpi = |revision: &str| {
+        spec(sluice.listen, revision, 0.0, "[10, 20, 30, 40, 50]").replace(
+            "  analysis:\n",
+            &format!(
+                "  analysis:\n    customMetrics:\n      - name: kpi\n        web: {{ url: \"http://{kpi}/kpi\", jsonPath: $.data.value }}\n        thresholdRange: {{ max: 10 }}\n"
+            ),
+        )
+    };
+    assert!(sluice.apply(&with_kpi("v2")).status.success());
+    sluice
+        .wait_for("web", Duration::from_secs(10), |s| weight(s) >= 20)
+        .await;
+    value.store(50, std::sync::atomic::Ordering::Relaxed);
+    let status = sluice
+        .wait_for("web", Duration::from_secs(15), |s| phase(s) == "RolledBack")
+        .await;
+    let events = messages(&status).join("\n");
+    assert!(events.contains("kpi 50 outside <= 10"), "{events}");
+    users.stop();
+}
