@@ -8,13 +8,13 @@
 //! - [`WebSource`]: a number read at a JSON path from any HTTP API.
 //!
 //! A failed query, a non-2xx answer, an unparsable answer and an empty result are each a [`MetricsError`] that
-//! says which, never a zero. Queries are retried by a [`RetryPolicy`]; the controller counts what still fails
-//! with [`ConsecutiveErrors`] to pause a rollout whose metrics keep failing.
+//! says which, never a zero. Queries are retried by a [`RetryPolicy`]; what still fails reaches the engine as a
+//! missing window, and the engine pauses a rollout after 30 evaluations in a row without metrics (the count is
+//! part of the persisted rollout state, so it survives a restart).
 
 #![warn(missing_docs)]
 
 mod builtin;
-mod consecutive;
 mod error;
 pub mod json_path;
 pub mod prometheus;
@@ -30,7 +30,6 @@ use jiff::Timestamp;
 pub use sluice_analysis::Window;
 
 pub use builtin::BuiltinSource;
-pub use consecutive::ConsecutiveErrors;
 pub use error::{ConfigError, MetricsError};
 pub use json_path::{JsonPath, JsonPathError};
 pub use prometheus::{PrometheusConfig, PrometheusSource, WindowQueries};

@@ -82,9 +82,10 @@ pub fn status(status: &ServiceStatus) -> String {
         let _ = writeln!(out, "last checks:");
         for check in &status.last_checks {
             let value = |v: Option<f64>| v.map_or("no data".to_string(), |v| format!("{v:.2}"));
+            let evidence = check.evidence.map_or(String::new(), |e| format!("  evidence {e:.3}"));
             let _ = writeln!(
                 out,
-                "  {:<22} candidate {} ({} req)  stable {} ({} req)  limit {}  {}",
+                "  {:<22} candidate {} ({} req)  stable {} ({} req){evidence}  limit {}  {}",
                 check.metric,
                 value(check.candidate),
                 check.candidate_requests,
