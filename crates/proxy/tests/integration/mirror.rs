@@ -106,7 +106,7 @@ async fn interleaved_p99_us(client: &TestClient, addrs: [std::net::SocketAddr; 2
 
 #[tokio::test]
 async fn a_mirror_answering_in_two_seconds_does_not_slow_users_down() {
-    const REQUESTS: usize = 400;
+    const REQUESTS: usize = 1000;
     let stable = TestBackend::start("stable").await;
     let slow_shadow = TestBackend::start_with(
         "shadow",
