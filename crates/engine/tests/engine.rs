@@ -554,13 +554,35 @@ fn input() -> impl Strategy<Value = Input> {
 }
 
 fn plan_strategy() -> impl Strategy<Value = Plan> {
-    (prop::collection::btree_set(1u8..=100, 1..6), 1u32..4, any::<bool>()).prop_map(|(steps, threshold, hold)| Plan {
-        steps: steps.into_iter().collect(),
-        threshold,
-        on_failure: if hold { OnFailure::Hold } else { OnFailure::Rollback },
-        hold_timeout: Duration::from_secs(600),
-        ..plan()
-    })
+    let judges = prop_oneof![
+        Just(plan().judge),
+        Just(sluice_engine::judge_config(&sluice_spec::Analysis::default())),
+        Just(sluice_engine::judge_config(&sluice_spec::Analysis {
+            judge: sluice_spec::Judge::MannWhitney,
+            ..sluice_spec::Analysis::default()
+        })),
+    ];
+    let inconclusive = prop_oneof![
+        Just(OnInconclusive::Hold),
+        Just(OnInconclusive::Promote),
+        Just(OnInconclusive::Rollback)
+    ];
+    (
+        prop::collection::btree_set(1u8..=100, 1..6),
+        1u32..4,
+        any::<bool>(),
+        judges,
+        inconclusive,
+    )
+        .prop_map(|(steps, threshold, hold, judge, on_inconclusive)| Plan {
+            steps: steps.into_iter().collect(),
+            threshold,
+            on_failure: if hold { OnFailure::Hold } else { OnFailure::Rollback },
+            hold_timeout: Duration::from_secs(600),
+            judge,
+            on_inconclusive,
+            ..plan()
+        })
 }
 
 /// Drives the engine through `inputs`, checking the invariants after every decision.
