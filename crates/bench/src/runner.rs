@@ -12,7 +12,7 @@ use serde::Serialize;
 use sluice_analysis::stats::Histogram;
 use sluice_analysis::{JudgeConfig, MannWhitneyConfig, RevisionWindow, Window};
 use sluice_engine::{Desired, Health, Observations, Phase, Plan, Rollout, step};
-use sluice_spec::{Analysis, MetricCheck, MetricName, OnFailure, OnInconclusive, RevisionRef, ThresholdRange};
+use sluice_spec::{Analysis, OnFailure, OnInconclusive, RevisionRef};
 
 use crate::scenario::{Scenario, Truth};
 use crate::traffic::{ArmCounts, ScenarioTraffic, TrafficError, TrafficGenerator, Version};
@@ -67,22 +67,7 @@ impl Algorithm {
             .collect();
         let fixed = vec![scenario.plan.fixed_weight.min(100) as u8];
         let defaults = Analysis::default();
-        let flagger_checks = vec![
-            MetricCheck {
-                name: MetricName::RequestSuccessRate,
-                threshold_range: ThresholdRange {
-                    min: Some(99.0),
-                    max: None,
-                },
-            },
-            MetricCheck {
-                name: MetricName::RequestDuration,
-                threshold_range: ThresholdRange {
-                    min: None,
-                    max: Some(500.0),
-                },
-            },
-        ];
+        let flagger_checks = Analysis::default_checks();
         let base = Plan {
             steps: progressive,
             interval: Duration::from_secs(60),

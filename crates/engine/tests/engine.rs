@@ -8,7 +8,7 @@ use sluice_analysis::{JudgeConfig, RevisionWindow, Window};
 use sluice_engine::{
     Action, Command, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
 };
-use sluice_spec::{MetricCheck, MetricName, OnFailure, OnInconclusive, RevisionRef, ThresholdRange};
+use sluice_spec::{OnFailure, OnInconclusive, RevisionRef, ThresholdRange};
 
 fn revision(name: &str) -> RevisionRef {
     RevisionRef {
@@ -18,22 +18,7 @@ fn revision(name: &str) -> RevisionRef {
 }
 
 fn plan() -> Plan {
-    let metrics = vec![
-        MetricCheck {
-            name: MetricName::RequestSuccessRate,
-            threshold_range: ThresholdRange {
-                min: Some(99.0),
-                max: None,
-            },
-        },
-        MetricCheck {
-            name: MetricName::RequestDuration,
-            threshold_range: ThresholdRange {
-                min: None,
-                max: Some(500.0),
-            },
-        },
-    ];
+    let metrics = sluice_spec::Analysis::default_checks();
     Plan {
         steps: vec![10, 20, 30, 40, 50],
         interval: Duration::from_secs(60),
@@ -94,6 +79,15 @@ struct Sim {
 }
 
 impl Sim {
+    /// v1 stable, `candidate` ready and on its first step.
+    fn progressing(candidate: &str) -> Sim {
+        let mut sim = Sim::new("v1");
+        sim.apply(candidate);
+        sim.tick(Health::Ready, None);
+        sim.tick(Health::Ready, None);
+        sim
+    }
+
     fn new(first: &str) -> Sim {
         let mut sim = Sim {
             rollout: Rollout::new("checkout"),
@@ -266,10 +260,7 @@ fn failed_checks_hold_the_weight_and_roll_back_at_the_threshold() {
 
 #[test]
 fn a_slow_candidate_fails_the_duration_check() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.advance(60);
     sim.tick(Health::Ready, Some(window(1000, 0, 612.4)));
     assert!(sim.has_event("Halt advancement: request-duration 612.40ms > 500ms"));
@@ -277,10 +268,7 @@ fn a_slow_candidate_fails_the_duration_check() {
 
 #[test]
 fn a_candidate_that_gets_no_traffic_fails_its_check() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.advance(60);
     sim.tick(
         Health::Ready,
@@ -295,10 +283,7 @@ fn a_candidate_that_gets_no_traffic_fails_its_check() {
 
 #[test]
 fn a_window_spanning_an_outage_is_inconclusive_not_a_pass() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.advance(60);
     sim.tick(
         Health::Ready,
@@ -407,10 +392,7 @@ impl Sim {
 
 #[test]
 fn operator_commands_pause_resume_promote_and_abort() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.command(Command::Pause);
     assert!(sim.rollout.hold.is_some());
     sim.advance(120);
@@ -425,10 +407,7 @@ fn operator_commands_pause_resume_promote_and_abort() {
     assert_eq!(sim.rollout.phase, Phase::Promoting);
     assert_eq!(sim.rollout.stable, Some(revision("v2")));
 
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.command(Command::Abort);
     assert_eq!((sim.rollout.phase, sim.weight), (Phase::RollingBack, Some(0)));
     assert!(sim.has_event("aborted by an operator"));
@@ -449,10 +428,7 @@ fn commands_that_make_no_sense_are_refused_and_change_nothing() {
 
 #[test]
 fn a_newer_revision_supersedes_the_candidate() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let mut sim = Sim::progressing("v2");
     sim.advance(60);
     sim.tick(Health::Ready, Some(healthy()));
     assert_eq!(sim.weight, Some(20));
@@ -467,10 +443,7 @@ fn a_newer_revision_supersedes_the_candidate() {
 
 #[test]
 fn resync_restores_what_the_state_describes() {
-    let mut sim = Sim::new("v1");
-    sim.apply("v2");
-    sim.tick(Health::Ready, None);
-    sim.tick(Health::Ready, None);
+    let sim = Sim::progressing("v2");
     let actions = resync(&sim.rollout);
     assert_eq!(
         actions,

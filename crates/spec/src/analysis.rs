@@ -45,6 +45,28 @@ pub struct Analysis {
     pub metrics: Vec<MetricCheck>,
 }
 
+impl Analysis {
+    /// Flagger's two built-in checks with Flagger's usual limits: success rate at least 99%, p99 at most 500 ms.
+    pub fn default_checks() -> Vec<MetricCheck> {
+        vec![
+            MetricCheck {
+                name: MetricName::RequestSuccessRate,
+                threshold_range: ThresholdRange {
+                    min: Some(99.0),
+                    max: None,
+                },
+            },
+            MetricCheck {
+                name: MetricName::RequestDuration,
+                threshold_range: ThresholdRange {
+                    min: None,
+                    max: Some(500.0),
+                },
+            },
+        ]
+    }
+}
+
 impl Default for Analysis {
     fn default() -> Self {
         Self {
@@ -59,22 +81,7 @@ impl Default for Analysis {
             threshold: 5,
             on_failure: OnFailure::Rollback,
             hold_timeout: Duration(std::time::Duration::from_secs(3600)),
-            metrics: vec![
-                MetricCheck {
-                    name: MetricName::RequestSuccessRate,
-                    threshold_range: ThresholdRange {
-                        min: Some(99.0),
-                        max: None,
-                    },
-                },
-                MetricCheck {
-                    name: MetricName::RequestDuration,
-                    threshold_range: ThresholdRange {
-                        min: None,
-                        max: Some(500.0),
-                    },
-                },
-            ],
+            metrics: Self::default_checks(),
         }
     }
 }
