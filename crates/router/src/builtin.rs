@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_proxy::{Backend, RouteTable, ServiceRoute};
+use sluice_proxy::{Backend, RouteTable, ServiceRoute, SessionAffinity};
 use tokio::sync::Mutex;
 
-use crate::{Router, RouterError, ServiceRouting};
+use crate::{Affinity, Router, RouterError, ServiceRouting};
 
 /// Pushes whole route tables to one proxy process (`PUT /routes` on its admin listener).
 ///
@@ -96,7 +96,7 @@ impl BuiltinRouter {
 }
 
 fn service_route(routing: &ServiceRouting) -> ServiceRoute {
-    ServiceRoute::new(
+    let mut route = ServiceRoute::new(
         routing.service.clone(),
         routing.listen,
         routing
@@ -108,7 +108,12 @@ fn service_route(routing: &ServiceRouting) -> ServiceRoute {
                 instances: r.instances.clone(),
             })
             .collect(),
-    )
+    );
+    route.session_affinity = routing.affinity.as_ref().map(|affinity| match affinity {
+        Affinity::Cookie(name) => SessionAffinity::CookieName(name.clone()),
+        Affinity::Header(name) => SessionAffinity::Header(name.clone()),
+    });
+    route
 }
 
 impl Router for BuiltinRouter {

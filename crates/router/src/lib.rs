@@ -28,8 +28,19 @@ pub struct ServiceRouting {
     pub service: String,
     /// Where users send its traffic.
     pub listen: SocketAddr,
-    /// Its revisions and their weights.
+    /// Its revisions and their weights, the stable revision first and the candidate second.
     pub revisions: Vec<RevisionRoute>,
+    /// Keeps each user on one revision as the weights change.
+    pub affinity: Option<Affinity>,
+}
+
+/// Where a user's identity comes from, for session affinity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// A cookie of this name (set with a random key for a new user).
+    Cookie(String),
+    /// A request header, hashed consistently.
+    Header(String),
 }
 
 /// Why a router could not carry out a routing.

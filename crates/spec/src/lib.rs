@@ -30,5 +30,5 @@ pub use parse::parse;
 pub use revision::RevisionRef;
 pub use schema::json_schema;
 pub use service::{Metadata, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec};
-pub use strategy::{Canary, DEFAULT_MAX_WEIGHT, Strategy};
+pub use strategy::{Canary, DEFAULT_MAX_WEIGHT, SessionAffinity, Strategy};
 pub use syntax::{API_VERSION, KIND, PORT_PLACEHOLDER};

@@ -71,6 +71,18 @@ fn check_canary(document: &Value, problems: &mut Vec<Problem>) {
     };
     let path = FieldPath::of(&CANARY);
     check_step_form(canary, &path, problems);
+    if let Some(affinity) = present(canary, "sessionAffinity").filter(|a| a.is_object()) {
+        let count = ["cookieName", "header"]
+            .iter()
+            .filter(|key| present(affinity, key).is_some())
+            .count();
+        if count != 1 {
+            problems.push(Problem::new(
+                path.key("sessionAffinity"),
+                "set exactly one of cookieName or header",
+            ));
+        }
+    }
     check_max_weight(canary, &path, problems);
     check_steps_increase(canary, &path, problems);
 }

@@ -64,6 +64,23 @@ pub struct Canary {
     /// How long each step runs before it is judged.
     #[serde(default = "default_interval")]
     pub interval: Duration,
+    /// Keeps a user who reached the candidate on it while its weight grows (and on stable after a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// Where a user's identity comes from, for session affinity: exactly one of the two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// A cookie of this name; the proxy sets it with a random key for a new user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub cookie_name: Option<String>,
+    /// A request header that identifies the user (e.g. `x-user-id`), hashed consistently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub header: Option<String>,
 }
 
 /// `maxWeight` when the spec leaves it out.
@@ -105,6 +122,7 @@ mod tests {
             max_weight,
             step_weights,
             interval: default_interval(),
+            session_affinity: None,
         }
     }
 

@@ -217,6 +217,14 @@ fn bad_specs_report_each_problem_with_its_path() {
             ],
         ),
         (
+            "session affinity",
+            "apiVersion: sluice.dev/v1alpha1\nkind: Service\nmetadata: { name: web }\nspec:\n  listen: 127.0.0.1:8080\n  \
+             revision: { process: { command: [\"./app\", \"{port}\"] } }\n  strategy:\n    canary:\n      stepWeight: 10\n      \
+             sessionAffinity: { cookieName: c, header: x-user }"
+                .to_string(),
+            vec!["spec.strategy.canary.sessionAffinity: set exactly one of cookieName or header"],
+        ),
+        (
             "custom metrics",
             minimal_plus(
                 "analysis:\n  customMetrics:\n    - name: both\n      query: up\n      web: { url: \"http://127.0.0.1:1/x\", jsonPath: $.v }\n      \
@@ -326,6 +334,7 @@ fn minimal_spec_gets_every_default() {
                 max_weight: None,
                 step_weights: None,
                 interval: secs(60),
+                session_affinity: None,
             }),
             analysis: Analysis {
                 judge: Judge::Sequential,

@@ -21,7 +21,7 @@ use sluice_metrics::{
     WindowQuery,
 };
 use sluice_platform::{Platform, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
-use sluice_router::{RevisionRoute, Router, ServiceRouting};
+use sluice_router::{Affinity, RevisionRoute, Router, ServiceRouting};
 use sluice_spec::{MetricProvider, RevisionRef};
 use sluice_store::{AppliedSpec, Store};
 use tokio::sync::Notify;
@@ -303,6 +303,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
                         service: service.to_string(),
                         listen: applied.spec.spec.listen,
                         revisions,
+                        affinity: affinity_of(&applied.spec),
                     };
                     self.router
                         .apply(&routing)
@@ -377,6 +378,16 @@ fn key(service: &str, revision: &RevisionRef) -> RevisionKey {
     RevisionKey {
         service: service.to_string(),
         revision: revision.name.clone(),
+    }
+}
+
+/// The canary's session affinity, in the router's terms.
+fn affinity_of(spec: &sluice_spec::ServiceSpec) -> Option<Affinity> {
+    let affinity = spec.spec.strategy.canary()?.session_affinity.as_ref()?;
+    match (&affinity.cookie_name, &affinity.header) {
+        (Some(cookie), _) => Some(Affinity::Cookie(cookie.clone())),
+        (None, Some(header)) => Some(Affinity::Header(header.clone())),
+        (None, None) => None,
     }
 }
 

@@ -324,3 +324,54 @@ async fn a_custom_web_metric_out_of_range_rolls_the_candidate_back() {
     assert!(events.contains("kpi 50 outside <= 10"), "{events}");
     users.stop();
 }
+
+/// With `sessionAffinity`, a user who reached the candidate stays on it while its weight grows: nobody goes back
+/// from v2 to v1 during the rollout, and users move over step by step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_users_keep_the_candidate_as_its_weight_grows() {
+    let (mut sluice, _) = Sluice::serving_v1("[10, 20, 30, 40, 50]").await;
+    let sticky = spec(sluice.listen, "v2", 0.0, "[10, 20, 30, 40, 50]").replace(
+        "      interval: 1s\n",
+        "      interval: 1s\n      sessionAffinity: { header: x-user }\n",
+    );
+    assert!(sluice.apply(&sticky).status.success());
+    let client = reqwest::Client::new();
+    let users = 60;
+    let mut on_candidate = vec![false; users];
+    let mut moved_at_weights = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let status = sluice.status("web").await.unwrap();
+        let settled = phase(&status) == "Succeeded" && stable(&status) == "v2";
+        for (user, on) in on_candidate.iter_mut().enumerate() {
+            let response = client
+                .get(format!("http://{}/", sluice.listen))
+                .header("x-user", format!("user-{user}"))
+                .send()
+                .await
+                .unwrap();
+            let revision = response.headers()["x-revision"].to_str().unwrap().to_string();
+            assert!(
+                !(*on && revision == "v1"),
+                "user-{user} went back from v2 to v1: {status:#}"
+            );
+            if !*on && revision == "v2" {
+                *on = true;
+                moved_at_weights.insert(weight(&status));
+            }
+        }
+        if settled {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no promotion");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        on_candidate.iter().all(|on| *on),
+        "everyone is on v2 after the promotion"
+    );
+    assert!(
+        moved_at_weights.len() >= 3,
+        "users moved over step by step, at weights {moved_at_weights:?}"
+    );
+}
