@@ -329,7 +329,7 @@ async fn a_custom_web_metric_out_of_range_rolls_the_candidate_back() {
 /// from v2 to v1 during the rollout, and users move over step by step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_users_keep_the_candidate_as_its_weight_grows() {
-    let (mut sluice, _) = Sluice::serving_v1("[10, 20, 30, 40, 50]").await;
+    let (sluice, _) = Sluice::serving_v1("[10, 20, 30, 40, 50]").await;
     let sticky = spec(sluice.listen, "v2", 0.0, "[10, 20, 30, 40, 50]").replace(
         "      interval: 1s\n",
         "      interval: 1s\n      sessionAffinity: { header: x-user }\n",
