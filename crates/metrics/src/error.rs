@@ -109,3 +109,18 @@ pub enum ConfigError {
     #[error("metrics: {0}")]
     JsonPath(#[from] crate::json_path::JsonPathError),
 }
+
+/// Parses `url`, which must be `http://` or `https://`: the check every HTTP-backed source makes.
+pub(crate) fn http_url(url: &str) -> Result<reqwest::Url, ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::Url {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::Url {
+            url: url.to_string(),
+            detail: "expected an http:// or https:// URL".into(),
+        });
+    }
+    Ok(parsed)
+}

@@ -81,16 +81,7 @@ impl fmt::Debug for WebSource {
 impl WebSource {
     /// Checks the URL, the headers and the path.
     pub fn new(config: WebConfig) -> Result<Self, ConfigError> {
-        let url = Url::parse(&config.url).map_err(|e| ConfigError::Url {
-            url: config.url.clone(),
-            detail: e.to_string(),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::Url {
-                url: config.url,
-                detail: "expected an http:// or https:// URL".into(),
-            });
-        }
+        let url = crate::error::http_url(&config.url)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let invalid = |detail: String| ConfigError::Header {

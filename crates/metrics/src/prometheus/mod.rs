@@ -107,16 +107,7 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     /// A source for the Prometheus at `config.url`; fails on a URL that is not `http(s)://…`.
     pub fn new(config: PrometheusConfig) -> Result<Self, ConfigError> {
-        let mut base = Url::parse(&config.url).map_err(|e| ConfigError::Url {
-            url: config.url.clone(),
-            detail: e.to_string(),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ConfigError::Url {
-                url: config.url,
-                detail: "expected an http:// or https:// URL".into(),
-            });
-        }
+        let mut base = crate::error::http_url(&config.url)?;
         // `join` replaces the last path segment unless the path ends with a slash.
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
