@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::syntax::HTTP_URL_PATTERN;
 
 /// How a new revision is judged. Every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -126,7 +127,7 @@ pub enum MetricProvider {
     /// A Prometheus server that scrapes the proxy's `/metrics` (PromQL over its HTTP API).
     Prometheus {
         /// Its base URL, e.g. `http://127.0.0.1:9090`.
-        #[schemars(regex(pattern = r"^https?://"))]
+        #[schemars(regex(pattern = HTTP_URL_PATTERN))]
         address: String,
     },
 }
@@ -154,7 +155,7 @@ pub struct CustomMetric {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebMetric {
     /// The URL, `http://` or `https://`.
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(regex(pattern = HTTP_URL_PATTERN))]
     pub url: String,
     /// Where the number is in the answer, e.g. `$.data.value`.
     pub json_path: String,

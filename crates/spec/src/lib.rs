@@ -9,6 +9,7 @@
 mod analysis;
 mod duration;
 mod errors;
+mod hooks;
 mod messages;
 mod parse;
 mod path;
@@ -16,6 +17,7 @@ mod revision;
 mod rules;
 mod schema;
 mod service;
+mod stages;
 mod strategy;
 mod syntax;
 mod yaml;
@@ -26,9 +28,11 @@ pub use analysis::{
 };
 pub use duration::{Duration, InvalidDuration};
 pub use errors::{FieldError, SpecErrors};
+pub use hooks::{Alert, AlertProvider, AlertSeverity, SecretRef, Webhook, WebhookKind};
 pub use parse::parse;
 pub use revision::RevisionRef;
 pub use schema::json_schema;
 pub use service::{Metadata, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec};
-pub use strategy::{Canary, DEFAULT_MAX_WEIGHT, SessionAffinity, Strategy};
+pub use stages::{Checks, HttpRequest, LoadTest, NoiseMargin, Shadow, Slo, SmokeCheck, Stages};
+pub use strategy::{AbTest, BlueGreen, Canary, DEFAULT_MAX_WEIGHT, MatchRule, SessionAffinity, Strategy, StringMatch};
 pub use syntax::{API_VERSION, KIND, PORT_PLACEHOLDER};

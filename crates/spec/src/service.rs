@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
 use crate::duration::Duration;
+use crate::hooks::{Alert, Webhook};
+use crate::stages::Stages;
 use crate::strategy::Strategy;
 use crate::syntax::{
     API_VERSION, ENV_KEY_PATTERN, HTTP_PATH_PATTERN, KIND, NAME_MAX_LENGTH, NAME_PATTERN, SOCKET_ADDRESS_FORMAT,
@@ -52,11 +54,20 @@ pub struct ServiceBody {
     /// How long a rollout may go without progress before it is rolled back.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
+    /// Checks before users see a new revision: in isolation, then on mirrored traffic.
+    #[serde(default)]
+    pub stages: Stages,
     /// How traffic moves to a new revision.
     pub strategy: Strategy,
     /// How a new revision is judged.
     #[serde(default)]
     pub analysis: Analysis,
+    /// Endpoints called at the moments of a rollout (gates, checks, events), Flagger's eight kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+    /// Where the rollout's events are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
 }
 
 fn default_progress_deadline() -> Duration {

@@ -1,19 +1,27 @@
 //! How traffic moves from the stable revision to a new one.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::stages::Checks;
+use crate::syntax::SOCKET_ADDRESS_FORMAT;
 
-/// How traffic moves to a new revision. Exactly one strategy is set; it is written as a map with one key
-/// (`canary: {...}`) so that other strategies can sit beside it later.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How traffic moves to a new revision. Exactly one strategy is set, written as a map with one key
+/// (`canary: {...}`, `blueGreen: {...}` or `abTest: {...}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Strategy {
     /// Shift traffic step by step while the new revision is analysed.
     Canary(Canary),
+    /// Run the candidate beside stable on a preview address, then switch all traffic at once.
+    BlueGreen(BlueGreen),
+    /// Send only requests matching rules to the candidate, for a number of iterations.
+    AbTest(AbTest),
 }
 
 impl Strategy {
@@ -21,6 +29,16 @@ impl Strategy {
     pub fn canary(&self) -> Option<&Canary> {
         match self {
             Self::Canary(canary) => Some(canary),
+            _ => None,
+        }
+    }
+
+    /// The strategy's name as the spec writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Canary(_) => "canary",
+            Self::BlueGreen(_) => "blueGreen",
+            Self::AbTest(_) => "abTest",
         }
     }
 }
@@ -37,7 +55,11 @@ impl JsonSchema for Strategy {
         json_schema!({
             "description": "How traffic moves to a new revision; set exactly one strategy.",
             "type": "object",
-            "properties": { "canary": generator.subschema_for::<Canary>() },
+            "properties": {
+                "canary": generator.subschema_for::<Canary>(),
+                "blueGreen": generator.subschema_for::<BlueGreen>(),
+                "abTest": generator.subschema_for::<AbTest>(),
+            },
             "additionalProperties": false,
             "minProperties": 1,
             "maxProperties": 1,
@@ -81,6 +103,68 @@ pub struct SessionAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub header: Option<String>,
+}
+
+/// Blue/green: the candidate is checked on a preview address with no user traffic, then one atomic switch moves
+/// all traffic to it. The old revision keeps running for `scaleDownDelay`, during which a failure switches back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueGreen {
+    /// Where the candidate answers before the switch (a second listener of the proxy), as ip:port. Without it,
+    /// the pre-promotion checks go straight to the candidate's instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = SOCKET_ADDRESS_FORMAT, "examples" = ["127.0.0.1:8081"]))]
+    pub preview_listen: Option<SocketAddr>,
+    /// Checks run against the preview before the switch.
+    #[serde(default, skip_serializing_if = "Checks::is_empty")]
+    pub pre_promotion: Checks,
+    /// How long the old revision keeps running after the switch, ready to take the traffic back.
+    #[serde(default = "default_scale_down_delay")]
+    pub scale_down_delay: Duration,
+}
+
+/// A/B testing: only requests matching one of the rules reach the candidate, for `iterations` intervals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbTest {
+    /// Rules evaluated in order; a request matching any one goes to the candidate.
+    #[serde(rename = "match")]
+    #[schemars(length(min = 1))]
+    pub matches: Vec<MatchRule>,
+    /// How many intervals the test runs before its verdict.
+    #[schemars(range(min = 1, max = 10000))]
+    pub iterations: u32,
+    /// The length of one iteration.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+}
+
+/// A rule on a request: every header and cookie listed must match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchRule {
+    /// Request headers by name (case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    /// Cookies by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookies: BTreeMap<String, StringMatch>,
+}
+
+/// How a header or cookie value is matched: exactly one of the two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StringMatch {
+    /// The whole value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value matches this regular expression (Rust `regex` syntax, unanchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+fn default_scale_down_delay() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
 }
 
 /// `maxWeight` when the spec leaves it out.

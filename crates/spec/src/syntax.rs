@@ -16,6 +16,12 @@ pub(crate) const NAME_MAX_LENGTH: u64 = 63;
 /// Readiness probes are paths on the instance's own port, never full URLs.
 pub(crate) const HTTP_PATH_PATTERN: &str = "^/";
 
+/// An HTTP method token as requests carry it: uppercase letters.
+pub(crate) const HTTP_METHOD_PATTERN: &str = "^[A-Z]+$";
+
+/// Webhook and notification endpoints are full URLs over HTTP(S).
+pub(crate) const HTTP_URL_PATTERN: &str = "^https?://";
+
 /// An environment variable name the OS can store: `NAME=value` entries end at NUL and split at the first `=`.
 pub(crate) const ENV_KEY_PATTERN: &str = "^[^=\u{0}]+$";
 

@@ -4,6 +4,8 @@
 //! document are broken, and `parse` can report every problem at once. Each rule looks only at values the
 //! schema accepts and stays silent otherwise: the schema has already reported those.
 
+mod release;
+
 use serde_json::Value;
 
 use crate::analysis::MetricName;
@@ -15,10 +17,17 @@ use crate::strategy::DEFAULT_MAX_WEIGHT;
 use crate::syntax::PORT_PLACEHOLDER;
 
 /// Every field that holds a duration; all of them must be longer than zero.
-const DURATION_FIELDS: [&[&str]; 5] = [
+const DURATION_FIELDS: [&[&str]; 12] = [
     &["spec", "progressDeadline"],
     &["spec", "revision", "process", "readiness", "timeout"],
     &["spec", "strategy", "canary", "interval"],
+    &["spec", "strategy", "abTest", "interval"],
+    &["spec", "strategy", "blueGreen", "scaleDownDelay"],
+    &["spec", "strategy", "blueGreen", "prePromotion", "loadTest", "duration"],
+    &["spec", "strategy", "blueGreen", "prePromotion", "loadTest", "slo", "p99"],
+    &["spec", "stages", "isolation", "loadTest", "duration"],
+    &["spec", "stages", "isolation", "loadTest", "slo", "p99"],
+    &["spec", "stages", "shadow", "duration"],
     &["spec", "analysis", "holdTimeout"],
     &["spec", "analysis", "evaluationInterval"],
 ];
@@ -31,6 +40,7 @@ pub(crate) fn check(document: &Value) -> Vec<Problem> {
     check_metric_bounds(document, &mut problems);
     check_custom_metrics(document, &mut problems);
     check_durations(document, &mut problems);
+    release::check(document, &mut problems);
     problems
 }
 
@@ -216,17 +226,21 @@ fn check_custom_metrics(document: &Value, problems: &mut Vec<Problem>) {
 /// repeats, no overflow) and longer than zero is checked here.
 fn check_durations(document: &Value, problems: &mut Vec<Problem>) {
     for keys in DURATION_FIELDS {
-        let Some(value) = lookup(document, keys) else {
-            continue;
-        };
-        let Some(text) = value.as_str() else {
-            continue;
-        };
-        let message = match text.parse::<Duration>() {
-            Err(_) => expected(DURATION_EXPECTATION, value),
-            Ok(duration) if duration.0.is_zero() => format!("must be greater than 0, got {value}"),
-            Ok(_) => continue,
-        };
-        problems.push(Problem::new(FieldPath::of(keys), message));
+        if let Some(value) = lookup(document, keys) {
+            check_duration(value, FieldPath::of(keys), problems);
+        }
     }
+}
+
+/// A duration jiff can compute and longer than zero; other shapes are the schema's to report.
+fn check_duration(value: &Value, path: FieldPath, problems: &mut Vec<Problem>) {
+    let Some(text) = value.as_str() else {
+        return;
+    };
+    let message = match text.parse::<Duration>() {
+        Err(_) => expected(DURATION_EXPECTATION, value),
+        Ok(duration) if duration.0.is_zero() => format!("must be greater than 0, got {value}"),
+        Ok(_) => return,
+    };
+    problems.push(Problem::new(path, message));
 }
