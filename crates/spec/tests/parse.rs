@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use sluice_spec::{
     Analysis, Canary, DEFAULT_TOLERANCE, Duration, Judge, MannWhitneySettings, Metadata, MetricCheck, MetricName,
-    MetricProvider, OnFailure, OnInconclusive, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec,
+    MetricProvider, OnFailure, OnInconclusive, ProcessSpec, Readiness, RevisionSpec, ServiceBody, ServiceSpec, Stages,
     Strategy, ThresholdRange, parse,
 };
 
@@ -329,6 +329,9 @@ fn minimal_spec_gets_every_default() {
                 },
             },
             progress_deadline: secs(60),
+            stages: Stages::default(),
+            webhooks: Vec::new(),
+            alerts: Vec::new(),
             strategy: Strategy::Canary(Canary {
                 step_weight: Some(10),
                 max_weight: None,
