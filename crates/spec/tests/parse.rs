@@ -371,7 +371,7 @@ fn minimal_spec_gets_every_default() {
         },
     };
     assert_eq!(parse(MINIMAL).unwrap(), expected);
-    let Strategy::Canary(canary) = &expected.spec.strategy;
+    let canary = expected.spec.strategy.canary().expect("a canary strategy");
     assert_eq!(canary.steps(), [10, 20, 30, 40, 50]);
 }
 
