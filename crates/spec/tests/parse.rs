@@ -184,7 +184,7 @@ fn bad_specs_report_each_problem_with_its_path() {
         (
             "no strategy set",
             minimal_with(&[("    canary:\n      stepWeight: 10\n", "    {}\n")]),
-            vec!["spec.strategy: must set exactly one of: canary"],
+            vec!["spec.strategy: must set exactly one of: abTest, blueGreen, canary"],
         ),
         (
             "unknown strategy",
