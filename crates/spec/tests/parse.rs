@@ -188,8 +188,8 @@ fn bad_specs_report_each_problem_with_its_path() {
         ),
         (
             "unknown strategy",
-            minimal_with(&[("    canary:\n      stepWeight: 10\n", "    blueGreen: {}\n")]),
-            vec!["spec.strategy.blueGreen: unknown field (expected one of: canary)"],
+            minimal_with(&[("    canary:\n      stepWeight: 10\n", "    rolling: {}\n")]),
+            vec!["spec.strategy.rolling: unknown field (expected one of: abTest, blueGreen, canary)"],
         ),
         (
             "process settings",
