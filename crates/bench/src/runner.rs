@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use sluice_analysis::stats::Histogram;
 use sluice_analysis::{JudgeConfig, MannWhitneyConfig, RevisionWindow, Window};
-use sluice_engine::{Desired, Health, Observations, Phase, Plan, Rollout, step};
+use sluice_engine::{Desired, Health, Observations, Phase, Plan, Release, Rollout, step};
 use sluice_spec::{Analysis, OnFailure, OnInconclusive, RevisionRef};
 
 use crate::scenario::{Scenario, Truth};
@@ -81,6 +81,7 @@ impl Algorithm {
             on_failure: OnFailure::Rollback,
             hold_timeout: defaults.hold_timeout.0,
             drain: Duration::from_secs(0),
+            release: Release::default(),
         };
         match self {
             Algorithm::Flagger => Plan {
@@ -261,8 +262,7 @@ pub fn run(
             desired: Some(candidate.clone()),
             candidate: Health::Ready,
             window: Some(window),
-            commands: Vec::new(),
-            custom: Vec::new(),
+            ..Observations::default()
         };
         rollout = step(rollout, &observations, at(now_s)).0;
         let decision = match rollout.phase {

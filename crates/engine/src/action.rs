@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sluice_spec::RevisionRef;
+use sluice_spec::{RevisionRef, WebhookKind};
 
 /// The part a revision plays, which decides how its platform treats a crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,21 @@ pub struct Event {
     pub message: String,
 }
 
+/// How the candidate in a route is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RouteMode {
+    /// The candidate gets `weight` percent of requests.
+    #[default]
+    Weighted,
+    /// The candidate gets only requests matching the A/B test's rules.
+    Matched,
+    /// Users stay on stable; the shadow stage's share of requests is copied to the comparison listener.
+    Mirrored,
+    /// Users stay on stable; the candidate answers on the blue/green preview address.
+    Preview,
+}
+
 /// A change to bring about in the world.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
@@ -53,7 +68,18 @@ pub enum Action {
         candidate: Option<RevisionRef>,
         weight: u8,
         draining: Option<RevisionRef>,
+        #[serde(default)]
+        mode: RouteMode,
     },
+    /// Start comparing mirrored traffic: a second stable instance and the comparison listener (no-op when they run).
+    StartShadow {
+        stable: RevisionRef,
+        candidate: RevisionRef,
+    },
+    /// Stop the shadow stage's second stable instance and comparison listener (no-op when stopped).
+    StopShadow { stable: RevisionRef },
+    /// Call the webhooks of a kind whose answer changes nothing (post-rollout), without waiting for them.
+    NotifyWebhooks { kind: WebhookKind },
     /// Stop the revision's instances gracefully (no-op when they are stopped).
     StopRevision { revision: RevisionRef },
     /// Append to the rollout's history; `Error` events also raise an alert.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{Phase, Rollout};
+use crate::{HoldReason, Phase, Rollout};
 
 /// What an operator can ask of a rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,10 @@ pub enum Command {
     Promote,
     /// Roll back now.
     Abort,
+    /// Open the gate the rollout waits at, as a 2xx from its webhook would.
+    Approve,
+    /// Start the rollout of a rolled-back candidate again.
+    Retry,
 }
 
 /// Why a command cannot be carried out in the rollout's current state.
@@ -44,13 +48,25 @@ impl Rollout {
                 why,
             })
         };
-        let in_analysis = matches!(self.phase, Phase::Deploying | Phase::Progressing);
+        let in_analysis = matches!(
+            self.phase,
+            Phase::Deploying | Phase::Isolation | Phase::Shadow | Phase::Progressing
+        );
+        let gated = self
+            .hold
+            .as_ref()
+            .is_some_and(|hold| matches!(hold.reason, HoldReason::Gate { .. }));
         match command {
-            Command::Pause if !in_analysis => reject("only a rollout in Deploying or Progressing can be paused"),
+            Command::Pause if !in_analysis => reject("only a rollout under analysis can be paused"),
             Command::Pause if self.hold.is_some() => reject("it is already held"),
             Command::Resume if self.hold.is_none() => reject("it is not held"),
-            Command::Promote if !in_analysis => reject("only a rollout in Deploying or Progressing can be promoted"),
-            Command::Abort if !in_analysis => reject("only a rollout in Deploying or Progressing can be aborted"),
+            Command::Resume if gated => reject("it waits at a gate: approve it instead"),
+            Command::Promote if !in_analysis => reject("only a rollout under analysis can be promoted"),
+            Command::Abort if !in_analysis && !self.can_switch_back() => reject(
+                "only a rollout under analysis, or a blue/green switch within its scale-down delay, can be aborted",
+            ),
+            Command::Approve if !gated => reject("it does not wait at a gate"),
+            Command::Retry if self.phase != Phase::RolledBack => reject("only a rolled-back rollout can be retried"),
             _ => Ok(()),
         }
     }

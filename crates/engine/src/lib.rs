@@ -29,9 +29,9 @@ mod observation;
 mod plan;
 mod state;
 
-pub use action::{Action, Event, Role, Severity};
+pub use action::{Action, Event, Role, RouteMode, Severity};
 pub use command::{Command, CommandRejected};
 pub use machine::{resync, step};
-pub use observation::{CustomReading, Desired, Health, Observations};
-pub use plan::{Plan, judge_config};
+pub use observation::{CheckResult, CheckStage, CustomReading, Desired, Health, HookResult, Observations, ShadowTally};
+pub use plan::{Exposure, Plan, Release, ShadowPlan, judge_config};
 pub use state::{Hold, HoldReason, Phase, Rollout, TimeoutAction};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_analysis::Window;
-use sluice_spec::RevisionRef;
+use sluice_spec::{RevisionRef, WebhookKind};
 
 use crate::{Command, Plan};
 
@@ -40,6 +40,54 @@ pub struct CustomReading {
     pub value: Result<f64, String>,
 }
 
+/// Which set of checks a result belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckStage {
+    /// The isolation stage: smoke checks, load test and pre-rollout webhooks against the candidate alone.
+    Isolation,
+    /// Blue/green's checks against the preview address before the switch.
+    PrePromotion,
+}
+
+/// The outcome of the checks a phase asked for ([`crate::Rollout::checks_due`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// Which checks ran.
+    pub stage: CheckStage,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// One line for the events: what failed, with its numbers, or what passed.
+    pub summary: String,
+}
+
+/// Where the shadow stage's comparison stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowTally {
+    /// Mirrored requests answered by all three of primary, secondary and candidate, and compared.
+    pub compared: u64,
+    /// Of those, requests with a difference beyond the stable-vs-stable noise.
+    pub differing: u64,
+    /// The fields behind the differences, for the events.
+    pub summary: String,
+}
+
+/// The answer of one webhook call ([`crate::Rollout::hooks_due`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookResult {
+    /// The webhook's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: WebhookKind,
+    /// Whether it answered 2xx (after its retries).
+    pub passed: bool,
+    /// What it answered, for humans.
+    pub detail: String,
+}
+
 /// Everything the engine is told in one step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observations {
@@ -53,6 +101,12 @@ pub struct Observations {
     pub commands: Vec<Command>,
     /// The user's own metrics, read when an evaluation is due ([`crate::Rollout::evaluation_due`]).
     pub custom: Vec<CustomReading>,
+    /// The result of the checks the phase asked for, once they finished.
+    pub checks: Option<CheckResult>,
+    /// The shadow comparison so far, while in the shadow stage.
+    pub shadow: Option<ShadowTally>,
+    /// The answers of the webhooks that were due.
+    pub hooks: Vec<HookResult>,
 }
 
 impl Observations {

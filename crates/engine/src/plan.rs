@@ -1,12 +1,13 @@
 //! The part of a spec that governs how a rollout proceeds.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_analysis::{
     DEFAULT_LATENCY_THRESHOLDS_MS, JudgeConfig, MannWhitneyConfig, PromotionMargin, SequentialConfig,
 };
-use sluice_spec::{CustomMetric, Judge, MetricCheck, OnFailure, OnInconclusive, ServiceSpec};
+use sluice_spec::{CustomMetric, Judge, MetricCheck, OnFailure, OnInconclusive, ServiceSpec, Strategy, WebhookKind};
 
 /// How a rollout proceeds: its steps, pacing, checks and what to do on failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,99 @@ pub struct Plan {
     pub hold_timeout: Duration,
     /// How long the previous stable revision keeps serving in-flight requests after a promotion.
     pub drain: Duration,
+    /// The path before users see the candidate, and how they see it.
+    #[serde(default)]
+    pub release: Release,
+}
+
+/// What a candidate walks through besides the analysis: stages, the way users reach it, and the webhooks
+/// that gate or follow it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// How users reach the candidate.
+    pub exposure: Exposure,
+    /// Checks in isolation before any user request (the controller runs them, with pre-rollout webhooks), and how
+    /// long they may take.
+    pub isolation: Option<Duration>,
+    /// The shadow stage, if any.
+    pub shadow: Option<ShadowPlan>,
+    /// The webhook kinds the spec configures; gates are waited for only when configured.
+    pub hooks: BTreeSet<WebhookKind>,
+}
+
+/// How users reach the candidate once its stages pass.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Exposure {
+    /// A growing share of requests, one step per interval.
+    #[default]
+    Canary,
+    /// A preview address first (with checks when `pre_promotion` gives them time), then all traffic at once; the
+    /// old revision stays ready to take it back for `scale_down_delay`.
+    #[serde(rename_all = "camelCase")]
+    BlueGreen {
+        /// How long the pre-promotion checks against the preview may take, if there are any.
+        pre_promotion: Option<Duration>,
+        /// How long the old revision keeps running after the switch.
+        scale_down_delay: Duration,
+    },
+    /// Only requests matching the spec's rules, for one step per iteration.
+    AbTest,
+}
+
+/// The shadow stage's length and limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowPlan {
+    /// How long mirrored traffic is compared.
+    pub duration: Duration,
+    /// The largest percentage of compared requests that may differ for real.
+    pub max_diff_rate: f64,
+}
+
+impl Release {
+    /// The release path a spec describes.
+    pub fn from_spec(spec: &ServiceSpec) -> Self {
+        let body = &spec.spec;
+        let hooks: BTreeSet<WebhookKind> = body.webhooks.iter().map(|hook| hook.kind).collect();
+        let exposure = match &body.strategy {
+            Strategy::Canary(_) => Exposure::Canary,
+            Strategy::BlueGreen(blue_green) => Exposure::BlueGreen {
+                pre_promotion: (!blue_green.pre_promotion.is_empty())
+                    .then(|| checks_budget(&blue_green.pre_promotion, body.progress_deadline.0)),
+                scale_down_delay: blue_green.scale_down_delay.0,
+            },
+            Strategy::AbTest(_) => Exposure::AbTest,
+        };
+        let checks = body.stages.isolation.as_ref().filter(|checks| !checks.is_empty());
+        let isolation = (checks.is_some() || hooks.contains(&WebhookKind::PreRollout)).then(|| {
+            let hook_time: Duration = body
+                .webhooks
+                .iter()
+                .filter(|hook| hook.kind == WebhookKind::PreRollout)
+                .map(|hook| hook.timeout.0 * (hook.retries + 1))
+                .sum();
+            checks.map_or(body.progress_deadline.0 * 2, |c| {
+                checks_budget(c, body.progress_deadline.0)
+            }) + hook_time
+        });
+        let shadow = body.stages.shadow.as_ref().map(|shadow| ShadowPlan {
+            duration: shadow.duration.0,
+            max_diff_rate: shadow.max_diff_rate,
+        });
+        Release {
+            exposure,
+            isolation,
+            shadow,
+            hooks,
+        }
+    }
+
+    /// Whether the spec configures webhooks of this kind.
+    pub fn has_hook(&self, kind: WebhookKind) -> bool {
+        self.hooks.contains(&kind)
+    }
 }
 
 impl Plan {
@@ -46,11 +140,16 @@ impl Plan {
     /// The plan a spec describes.
     pub fn from_spec(spec: &ServiceSpec) -> Self {
         let body = &spec.spec;
-        // Validation guarantees a canary strategy, the only one so far.
-        let canary = body.strategy.canary();
+        let (steps, interval) = match &body.strategy {
+            Strategy::Canary(canary) => (canary.steps(), canary.interval.0),
+            // One step per iteration, all at weight 0: only matching requests reach the candidate.
+            Strategy::AbTest(ab) => (vec![0; ab.iterations as usize], ab.interval.0),
+            // No steps: after the preview, one switch.
+            Strategy::BlueGreen(_) => (Vec::new(), body.analysis.evaluation_interval.0),
+        };
         Plan {
-            steps: canary.map(|c| c.steps()).unwrap_or_default(),
-            interval: canary.map_or(std::time::Duration::from_secs(60), |c| c.interval.0),
+            steps,
+            interval,
             progress_deadline: body.progress_deadline.0,
             threshold: body.analysis.threshold,
             metrics: body.analysis.metrics.clone(),
@@ -61,6 +160,7 @@ impl Plan {
             on_failure: body.analysis.on_failure,
             hold_timeout: body.analysis.hold_timeout.0,
             drain: Self::DEFAULT_DRAIN,
+            release: Release::from_spec(spec),
         }
     }
 
@@ -83,6 +183,13 @@ impl Plan {
     pub fn max_weight(&self) -> u8 {
         self.steps.last().copied().unwrap_or(0)
     }
+}
+
+/// How long a set of checks may take before its result counts as missing: the load test with the progress deadline
+/// twice as slack. The controller bounds each check itself; this only catches a result that never comes.
+fn checks_budget(checks: &sluice_spec::Checks, progress_deadline: Duration) -> Duration {
+    let load = checks.load_test.as_ref().map_or(Duration::ZERO, |l| l.duration.0);
+    load + progress_deadline * 2
 }
 
 /// The judge a spec's analysis block asks for.

@@ -5,9 +5,10 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sluice_analysis::{CheckOutcome, JudgeState};
-use sluice_spec::RevisionRef;
+use sluice_spec::{RevisionRef, WebhookKind};
 
-use crate::Plan;
+use crate::plan::Exposure;
+use crate::{CheckStage, Plan};
 
 /// Where a rollout stands. Exactly one at a time, persisted after every decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,11 +21,17 @@ pub enum Phase {
     Failed,
     /// The candidate is starting beside the stable revision, with no user traffic.
     Deploying,
-    /// The candidate serves a growing share of users while each step is judged.
+    /// Checks run against the candidate alone (smoke, load test, pre-rollout webhooks); still no user traffic.
+    Isolation,
+    /// A share of user requests is copied to the candidate and its answers compared; users get stable's.
+    Shadow,
+    /// The candidate serves users (a growing share, matching requests, or its blue/green preview) while it is
+    /// judged.
     Progressing,
     /// All traffic is being routed to the candidate, which becomes stable.
     Promoting,
-    /// The new stable revision serves everything; the previous one drains before it stops.
+    /// The new stable revision serves everything; the previous one drains before it stops (or, blue/green, stays
+    /// ready to take the traffic back for the scale-down delay).
     Finalising,
     /// The last rollout was promoted; one revision serves all traffic.
     Succeeded,
@@ -39,7 +46,12 @@ impl Phase {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            Phase::Deploying | Phase::Progressing | Phase::Promoting | Phase::RollingBack
+            Phase::Deploying
+                | Phase::Isolation
+                | Phase::Shadow
+                | Phase::Progressing
+                | Phase::Promoting
+                | Phase::RollingBack
         )
     }
 }
@@ -62,6 +74,8 @@ pub enum HoldReason {
     Inconclusive { summary: String },
     /// The metrics could not be read for too many evaluations in a row.
     MetricsUnavailable,
+    /// A confirm-* gate: its webhooks are asked every evaluation until they answer 2xx or someone approves.
+    Gate { kind: WebhookKind },
 }
 
 /// What happens when a hold reaches its timeout.
@@ -127,6 +141,12 @@ pub struct Rollout {
     pub hold: Option<Hold>,
     /// The last analysis's checks, for `sluice status`.
     pub last_checks: Vec<CheckOutcome>,
+    /// When the webhooks due at every evaluation (gates, rollout, rollback) were last asked.
+    #[serde(default = "epoch")]
+    pub hooks_asked_at: Timestamp,
+    /// The stable revision before the last promotion, which `sluice undo` goes back to.
+    #[serde(default)]
+    pub previous: Option<RevisionRef>,
     /// Bumped at every decision, so stored states and route tables can be ordered.
     pub generation: u64,
 }
@@ -152,6 +172,8 @@ impl Rollout {
             deadline: None,
             hold: None,
             last_checks: Vec::new(),
+            hooks_asked_at: Timestamp::UNIX_EPOCH,
+            previous: None,
             generation: 0,
         }
     }
@@ -165,16 +187,92 @@ impl Rollout {
             && self.window_start.checked_add(period).is_ok_and(|due| now >= due)
     }
 
+    /// Which checks the controller must run now and report in [`crate::Observations::checks`].
+    pub fn checks_due(&self) -> Option<CheckStage> {
+        if self.hold.is_some() {
+            return None;
+        }
+        match (self.phase, self.exposure()) {
+            (Phase::Isolation, _) => Some(CheckStage::Isolation),
+            (
+                Phase::Progressing,
+                Some(Exposure::BlueGreen {
+                    pre_promotion: Some(_), ..
+                }),
+            ) => Some(CheckStage::PrePromotion),
+            _ => None,
+        }
+    }
+
+    /// The webhook kinds the controller must call now and report in [`crate::Observations::hooks`]: the gate
+    /// the rollout waits at, and while users are served the rollout and rollback hooks, once per evaluation.
+    pub fn hooks_due(&self, now: Timestamp) -> Vec<WebhookKind> {
+        let Some(plan) = &self.plan else { return Vec::new() };
+        let period = jiff::SignedDuration::try_from(plan.evaluation_interval).unwrap_or(jiff::SignedDuration::MAX);
+        if self.hooks_asked_at.checked_add(period).is_ok_and(|due| now < due) {
+            return Vec::new();
+        }
+        let kinds = match (&self.hold, self.phase) {
+            (
+                Some(Hold {
+                    reason: HoldReason::Gate { kind },
+                    ..
+                }),
+                _,
+            ) => vec![*kind],
+            (Some(_), _) => Vec::new(),
+            (None, Phase::Progressing) => vec![WebhookKind::Rollout, WebhookKind::Rollback],
+            (None, Phase::Isolation | Phase::Shadow) => vec![WebhookKind::Rollback],
+            (None, _) => Vec::new(),
+        };
+        kinds.into_iter().filter(|kind| plan.release.has_hook(*kind)).collect()
+    }
+
+    /// The revision whose health decides the rollout now: the candidate under analysis, or after a blue/green
+    /// switch the new stable revision, until the old one is scaled down.
+    pub fn under_analysis(&self) -> Option<&RevisionRef> {
+        match self.phase {
+            Phase::Initializing | Phase::Deploying | Phase::Isolation | Phase::Shadow | Phase::Progressing => {
+                self.candidate.as_ref()
+            }
+            Phase::Finalising if self.can_switch_back() => self.stable.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The (baseline, candidate) revisions whose traffic is compared now, if any is.
+    pub fn analysed_pair(&self) -> Option<(&RevisionRef, &RevisionRef)> {
+        match self.phase {
+            Phase::Progressing if !matches!(self.exposure(), Some(Exposure::BlueGreen { .. })) => {
+                Some((self.stable.as_ref()?, self.candidate.as_ref()?))
+            }
+            Phase::Finalising if self.can_switch_back() => Some((self.retired.as_ref()?, self.stable.as_ref()?)),
+            _ => None,
+        }
+    }
+
+    /// Whether a blue/green switch can still be undone at once: the old revision still runs.
+    pub fn can_switch_back(&self) -> bool {
+        self.phase == Phase::Finalising
+            && self.retired.is_some()
+            && matches!(self.exposure(), Some(Exposure::BlueGreen { .. }))
+    }
+
+    pub(crate) fn exposure(&self) -> Option<&Exposure> {
+        self.plan.as_ref().map(|plan| &plan.release.exposure)
+    }
+
     /// The phase as a user reads it: `Paused` while held, the phase otherwise.
     pub fn display_phase(&self) -> String {
         let Some(hold) = &self.hold else {
             return self.phase.to_string();
         };
         let why = match hold.reason {
-            HoldReason::Operator => "by an operator",
-            HoldReason::FailedAnalysis { .. } => "failed analysis",
-            HoldReason::Inconclusive { .. } => "inconclusive analysis",
-            HoldReason::MetricsUnavailable => "metrics unavailable",
+            HoldReason::Operator => "by an operator".to_owned(),
+            HoldReason::FailedAnalysis { .. } => "failed analysis".to_owned(),
+            HoldReason::Inconclusive { .. } => "inconclusive analysis".to_owned(),
+            HoldReason::MetricsUnavailable => "metrics unavailable".to_owned(),
+            HoldReason::Gate { kind } => format!("waiting at the {kind} gate"),
         };
         format!("Paused ({}, {why})", self.phase)
     }

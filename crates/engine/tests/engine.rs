@@ -2,160 +2,17 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use sluice_analysis::{JudgeConfig, RevisionWindow, Window};
+use sluice_analysis::{RevisionWindow, Window};
 use sluice_engine::{
-    Action, Command, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
+    Action, CheckResult, CheckStage, Command, Desired, Exposure, Health, HookResult, Observations, Phase, Plan,
+    Release, Role, RouteMode, Severity, ShadowPlan, ShadowTally, resync, step,
 };
-use sluice_spec::{OnFailure, OnInconclusive, RevisionRef, ThresholdRange};
+use sluice_spec::{OnFailure, OnInconclusive, ThresholdRange, WebhookKind};
 
-fn revision(name: &str) -> RevisionRef {
-    RevisionRef {
-        name: name.into(),
-        checksum: format!("{name}-sum"),
-    }
-}
+mod support;
 
-fn plan() -> Plan {
-    let metrics = sluice_spec::Analysis::default_checks();
-    Plan {
-        steps: vec![10, 20, 30, 40, 50],
-        interval: Duration::from_secs(60),
-        progress_deadline: Duration::from_secs(60),
-        threshold: 5,
-        judge: JudgeConfig::Threshold {
-            checks: metrics.clone(),
-        },
-        metrics,
-        custom_metrics: Vec::new(),
-        evaluation_interval: Duration::from_secs(1),
-        on_inconclusive: OnInconclusive::Hold,
-        on_failure: OnFailure::Rollback,
-        hold_timeout: Duration::from_secs(3600),
-        drain: Duration::from_secs(5),
-    }
-}
-
-fn desired(name: &str) -> Desired {
-    Desired {
-        revision: revision(name),
-        plan: plan(),
-    }
-}
-
-fn window(requests: u64, errors: u64, p99_ms: f64) -> Window {
-    let candidate = RevisionWindow {
-        requests,
-        errors,
-        p99_ms: Some(p99_ms),
-        latency: None,
-    };
-    let stable = RevisionWindow {
-        requests: requests * 9,
-        errors: 0,
-        p99_ms: Some(50.0),
-        latency: None,
-    };
-    Window {
-        candidate,
-        stable,
-        complete: true,
-    }
-}
-
-fn healthy() -> Window {
-    window(600, 0, 40.0)
-}
-
-/// A rollout driven one decision at a time, keeping what a user would see: the route and the events.
-struct Sim {
-    rollout: Rollout,
-    now: Timestamp,
-    desired: Desired,
-    weight: Option<u8>,
-    events: Vec<(Timestamp, Severity, String)>,
-    actions: Vec<Action>,
-}
-
-impl Sim {
-    /// v1 stable, `candidate` ready and on its first step.
-    fn progressing(candidate: &str) -> Sim {
-        let mut sim = Sim::new("v1");
-        sim.apply(candidate);
-        sim.tick(Health::Ready, None);
-        sim.tick(Health::Ready, None);
-        sim
-    }
-
-    fn new(first: &str) -> Sim {
-        let mut sim = Sim {
-            rollout: Rollout::new("checkout"),
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
-            desired: desired(first),
-            weight: None,
-            events: Vec::new(),
-            actions: Vec::new(),
-        };
-        sim.tick(Health::Starting, None);
-        sim.tick(Health::Ready, None);
-        assert_eq!(sim.rollout.phase, Phase::Succeeded);
-        sim
-    }
-
-    fn apply(&mut self, name: &str) {
-        self.desired = desired(name);
-    }
-
-    fn tick_with(&mut self, observations: Observations) {
-        let (rollout, actions) = step(self.rollout.clone(), &observations, self.now);
-        self.rollout = rollout;
-        for action in &actions {
-            match action {
-                Action::SetRoute { weight, .. } => self.weight = Some(*weight),
-                Action::Record(event) => self.events.push((event.at, event.severity, event.message.clone())),
-                _ => {}
-            }
-        }
-        self.actions.extend(actions);
-    }
-
-    fn tick(&mut self, candidate: Health, window: Option<Window>) {
-        let observations = Observations {
-            desired: Some(self.desired.clone()),
-            candidate,
-            window,
-            commands: Vec::new(),
-            custom: Vec::new(),
-        };
-        self.tick_with(observations);
-    }
-
-    fn command(&mut self, command: Command) {
-        let observations = Observations {
-            desired: Some(self.desired.clone()),
-            candidate: Health::Ready,
-            window: None,
-            commands: vec![command],
-            custom: Vec::new(),
-        };
-        self.tick_with(observations);
-    }
-
-    fn advance(&mut self, seconds: i64) {
-        self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
-    }
-
-    fn has_event(&self, text: &str) -> bool {
-        self.events.iter().any(|(_, _, m)| m.contains(text))
-    }
-
-    fn stopped(&self, name: &str) -> bool {
-        self.actions
-            .iter()
-            .any(|a| matches!(a, Action::StopRevision { revision } if revision.name == name))
-    }
-}
+use support::*;
 
 #[test]
 fn the_first_revision_becomes_stable_without_analysis() {
@@ -460,7 +317,8 @@ fn resync_restores_what_the_state_describes() {
                 stable: revision("v1"),
                 candidate: Some(revision("v2")),
                 weight: 10,
-                draining: None
+                draining: None,
+                mode: RouteMode::Weighted,
             },
         ]
     );
@@ -476,7 +334,7 @@ fn the_same_inputs_give_the_same_decision() {
         candidate: Health::Ready,
         window: None,
         commands: vec![],
-        custom: Vec::new(),
+        ..Observations::default()
     };
     let a = step(sim.rollout.clone(), &observations, sim.now);
     let b = step(sim.rollout.clone(), &observations, sim.now);
@@ -496,6 +354,9 @@ enum Input {
     },
     Command(Command),
     Apply(u8),
+    Checks(CheckStage, bool),
+    Shadow(u64, u64),
+    Hook(WebhookKind, bool),
 }
 
 fn input() -> impl Strategy<Value = Input> {
@@ -519,11 +380,59 @@ fn input() -> impl Strategy<Value = Input> {
             Just(Command::Pause),
             Just(Command::Resume),
             Just(Command::Promote),
-            Just(Command::Abort)
+            Just(Command::Abort),
+            Just(Command::Approve),
+            Just(Command::Retry)
         ]
         .prop_map(Input::Command),
         (1u8..5).prop_map(Input::Apply),
+        (
+            prop_oneof![Just(CheckStage::Isolation), Just(CheckStage::PrePromotion)],
+            any::<bool>()
+        )
+            .prop_map(|(stage, passed)| Input::Checks(stage, passed)),
+        (0u64..2000, 0u64..40).prop_map(|(compared, differing)| Input::Shadow(compared, differing.min(compared))),
+        (hook_kind(), any::<bool>()).prop_map(|(kind, passed)| Input::Hook(kind, passed)),
     ]
+}
+
+fn hook_kind() -> impl Strategy<Value = WebhookKind> {
+    prop_oneof![
+        Just(WebhookKind::ConfirmRollout),
+        Just(WebhookKind::PreRollout),
+        Just(WebhookKind::Rollout),
+        Just(WebhookKind::ConfirmTrafficIncrease),
+        Just(WebhookKind::ConfirmPromotion),
+        Just(WebhookKind::PostRollout),
+        Just(WebhookKind::Rollback),
+        Just(WebhookKind::Event),
+    ]
+}
+
+fn release_strategy() -> impl Strategy<Value = Release> {
+    let exposure = prop_oneof![
+        Just(Exposure::Canary),
+        Just(Exposure::AbTest),
+        any::<bool>().prop_map(|checks| Exposure::BlueGreen {
+            pre_promotion: checks.then_some(Duration::from_secs(90)),
+            scale_down_delay: Duration::from_secs(30),
+        }),
+    ];
+    (
+        exposure,
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::btree_set(hook_kind(), 0..4),
+    )
+        .prop_map(|(exposure, isolation, shadow, hooks)| Release {
+            exposure,
+            isolation: isolation.then_some(Duration::from_secs(120)),
+            shadow: shadow.then_some(ShadowPlan {
+                duration: Duration::from_secs(60),
+                max_diff_rate: 1.0,
+            }),
+            hooks,
+        })
 }
 
 fn plan_strategy() -> impl Strategy<Value = Plan> {
@@ -546,9 +455,15 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
         any::<bool>(),
         judges,
         inconclusive,
+        release_strategy(),
     )
-        .prop_map(|(steps, threshold, hold, judge, on_inconclusive)| Plan {
-            steps: steps.into_iter().collect(),
+        .prop_map(|(steps, threshold, hold, judge, on_inconclusive, release)| Plan {
+            steps: match release.exposure {
+                Exposure::Canary => steps.into_iter().collect(),
+                Exposure::AbTest => vec![0; steps.len()],
+                Exposure::BlueGreen { .. } => Vec::new(),
+            },
+            release,
             threshold,
             on_failure: if hold { OnFailure::Hold } else { OnFailure::Rollback },
             hold_timeout: Duration::from_secs(600),
@@ -569,7 +484,7 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
             candidate: health.clone(),
             window: None,
             commands: vec![],
-            custom: Vec::new(),
+            ..Observations::default()
         };
         match input {
             Input::Wait(seconds) => sim.advance(*seconds),
@@ -597,6 +512,28 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
                 health = Health::Starting;
                 observations.candidate = Health::Starting;
             }
+            Input::Checks(stage, passed) => {
+                observations.checks = Some(CheckResult {
+                    stage: *stage,
+                    passed: *passed,
+                    summary: "checks".into(),
+                });
+            }
+            Input::Shadow(compared, differing) => {
+                observations.shadow = Some(ShadowTally {
+                    compared: *compared,
+                    differing: *differing,
+                    summary: String::new(),
+                });
+            }
+            Input::Hook(kind, passed) => {
+                observations.hooks.push(HookResult {
+                    name: "hook".into(),
+                    kind: *kind,
+                    passed: *passed,
+                    detail: String::new(),
+                });
+            }
         }
         let phase_before = sim.rollout.phase;
         sim.tick_with(observations);
@@ -611,6 +548,14 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
                 "weight {} above the last step {}",
                 r.weight,
                 plan.max_weight()
+            );
+        }
+        if matches!(r.phase, Phase::Deploying | Phase::Isolation | Phase::Shadow) {
+            prop_assert!(
+                !matches!(&sim.route, Some(Action::SetRoute { weight, mode, .. })
+                    if *weight > 0 || matches!(mode, RouteMode::Matched | RouteMode::Preview)),
+                "no user request reaches a candidate before it is released: {:?}",
+                sim.route
             );
         }
         if matches!(r.phase, Phase::RollingBack | Phase::RolledBack) {
@@ -813,6 +758,7 @@ fn the_users_own_metrics_count_failed_checks_when_out_of_range_or_unreadable() {
             window: Some(healthy()),
             commands: vec![],
             custom: reading(value),
+            ..Observations::default()
         });
     };
     observe(&mut sim, Ok(12.0));

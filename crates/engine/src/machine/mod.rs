@@ -1,14 +1,18 @@
 //! The phase machine: one decision per call.
 
+mod gates;
+mod stages;
+
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use sluice_analysis::{CheckOutcome, JudgeState, Verdict, judge_thresholds};
-use sluice_spec::{OnFailure, OnInconclusive, RevisionRef};
+use sluice_spec::{OnFailure, OnInconclusive, RevisionRef, WebhookKind};
 
+use crate::plan::Exposure;
 use crate::{
     Action, Command, CustomReading, Desired, Event, Health, Hold, HoldReason, Observations, Phase, Plan, Role, Rollout,
-    Severity, TimeoutAction,
+    RouteMode, Severity, TimeoutAction,
 };
 
 /// Decides what happens next. Pure: the result depends only on the arguments.
@@ -18,6 +22,7 @@ pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (R
         rollout,
         actions: Vec::new(),
         now,
+        retry: false,
     };
     for command in &observations.commands {
         decision.command(*command);
@@ -51,15 +56,37 @@ pub fn resync(rollout: &Rollout) -> Vec<Action> {
             role: Role::Stable,
         });
     }
+    if rollout.can_switch_back()
+        && let Some(old) = &rollout.retired
+    {
+        // The old revision must be ready to take the traffic back until the scale-down delay ends.
+        actions.push(Action::StartRevision {
+            revision: old.clone(),
+            role: Role::Stable,
+        });
+    }
     if let Some(candidate) = &rollout.candidate {
         let runs = matches!(
             rollout.phase,
-            Phase::Initializing | Phase::Deploying | Phase::Progressing | Phase::RollingBack
+            Phase::Initializing
+                | Phase::Deploying
+                | Phase::Isolation
+                | Phase::Shadow
+                | Phase::Progressing
+                | Phase::RollingBack
         );
-        if runs {
+        if runs && !gates::waits_to_start(rollout) {
             actions.push(Action::StartRevision {
                 revision: candidate.clone(),
                 role: Role::Candidate,
+            });
+        }
+        if rollout.phase == Phase::Shadow
+            && let Some(stable) = &rollout.stable
+        {
+            actions.push(Action::StartShadow {
+                stable: stable.clone(),
+                candidate: candidate.clone(),
             });
         }
     }
@@ -67,9 +94,20 @@ pub fn resync(rollout: &Rollout) -> Vec<Action> {
     actions
 }
 
+/// The route a state describes: who gets users' requests, and how the candidate is reached.
 fn route_of(rollout: &Rollout) -> Option<Action> {
     let stable = rollout.stable.clone()?;
-    let candidate = if rollout.weight > 0 {
+    let exposure = rollout.exposure();
+    let mode = match rollout.phase {
+        Phase::Shadow => RouteMode::Mirrored,
+        Phase::Progressing => match exposure {
+            Some(Exposure::AbTest) => RouteMode::Matched,
+            Some(Exposure::BlueGreen { .. }) => RouteMode::Preview,
+            _ => RouteMode::Weighted,
+        },
+        _ => RouteMode::Weighted,
+    };
+    let candidate = if rollout.weight > 0 || mode != RouteMode::Weighted {
         rollout.candidate.clone()
     } else {
         None
@@ -79,6 +117,7 @@ fn route_of(rollout: &Rollout) -> Option<Action> {
         candidate,
         weight: rollout.weight,
         draining: rollout.retired.clone(),
+        mode,
     })
 }
 
@@ -152,6 +191,8 @@ struct Decision {
     rollout: Rollout,
     actions: Vec<Action>,
     now: Timestamp,
+    /// An operator asked to start the rolled-back candidate's rollout again.
+    retry: bool,
 }
 
 impl Decision {
@@ -164,6 +205,12 @@ impl Decision {
     }
 
     fn enter(&mut self, phase: Phase) {
+        if self.rollout.phase == Phase::Shadow
+            && phase != Phase::Shadow
+            && let Some(stable) = &self.rollout.stable
+        {
+            self.actions.push(Action::StopShadow { stable: stable.clone() });
+        }
         self.rollout.phase = phase;
         self.rollout.phase_since = self.now;
     }
@@ -174,6 +221,13 @@ impl Decision {
 
     fn after(&self, duration: Duration) -> Timestamp {
         after(self.now, duration)
+    }
+
+    /// The revision under analysis, by name: the candidate, or after a blue/green switch the new stable.
+    fn analysed_name(&self) -> String {
+        self.rollout
+            .under_analysis()
+            .map_or_else(|| "?".into(), |r| r.name.clone())
     }
 
     fn candidate_name(&self) -> String {
@@ -224,7 +278,7 @@ impl Decision {
                             }
                         }
                         HoldReason::MetricsUnavailable => self.rollout.metric_gaps = 0,
-                        HoldReason::Operator | HoldReason::Inconclusive { .. } => {}
+                        HoldReason::Operator | HoldReason::Inconclusive { .. } | HoldReason::Gate { .. } => {}
                     }
                     if let Some(deadline) = self.rollout.deadline {
                         let held = self.now.duration_since(hold.since);
@@ -243,6 +297,16 @@ impl Decision {
                 self.promote();
             }
             Command::Abort => self.rollback("aborted by an operator".into()),
+            Command::Approve => {
+                if let Some(Hold {
+                    reason: HoldReason::Gate { kind },
+                    ..
+                }) = self.rollout.hold
+                {
+                    self.open_gate(kind, "approved by an operator".into());
+                }
+            }
+            Command::Retry => self.retry = true,
         }
     }
 
@@ -279,7 +343,7 @@ impl Decision {
             }
             return;
         }
-        if is_candidate {
+        if is_candidate && !(self.retry && r.phase == Phase::RolledBack) {
             // A failed (Failed, RolledBack) revision is not retried just because it is still the desired one.
             return;
         }
@@ -289,7 +353,12 @@ impl Decision {
     fn start_rollout(&mut self, desired: &Desired) {
         let superseded = self.rollout.candidate.take();
         if let Some(old) = superseded {
-            if self.rollout.phase.is_active() || self.rollout.phase == Phase::Initializing {
+            if self.retry {
+                self.record(
+                    Severity::Info,
+                    format!("Retry requested by an operator: restarting the rollout of {}", old.name),
+                );
+            } else if self.rollout.phase.is_active() || self.rollout.phase == Phase::Initializing {
                 self.record(
                     Severity::Info,
                     format!(
@@ -302,6 +371,9 @@ impl Decision {
         }
         if let Some(retired) = self.rollout.retired.take() {
             self.actions.push(Action::StopRevision { revision: retired });
+        }
+        if self.rollout.phase == Phase::Shadow {
+            self.enter(Phase::Deploying);
         }
         let plan = desired.plan.clone();
         self.rollout.candidate = Some(desired.revision.clone());
@@ -333,6 +405,10 @@ impl Decision {
                 ),
             );
             self.route();
+            if self.gates(WebhookKind::ConfirmRollout) {
+                self.rollout.deadline = None;
+                return self.gate(WebhookKind::ConfirmRollout);
+            }
         }
         self.actions.push(Action::StartRevision {
             revision,
@@ -341,37 +417,58 @@ impl Decision {
     }
 
     fn advance(&mut self, observations: &Observations) {
-        if let Health::Failed { reason } = &observations.candidate {
-            let reason = format!("{} failed: {reason}", self.candidate_name());
+        if let Health::Failed { reason } = &observations.candidate
+            && !gates::waits_to_start(&self.rollout)
+        {
+            let reason = format!("{} failed: {reason}", self.analysed_name());
             match self.rollout.phase {
                 Phase::Initializing => return self.fail_initialization(reason),
-                Phase::Deploying | Phase::Progressing => return self.rollback(reason),
+                Phase::Deploying | Phase::Isolation | Phase::Shadow | Phase::Progressing => {
+                    return self.rollback(reason);
+                }
+                Phase::Finalising if self.rollout.can_switch_back() => return self.rollback(reason),
                 _ => {}
             }
+        }
+        if self.answers(&observations.hooks) {
+            return;
         }
         if let Some(hold) = &self.rollout.hold {
             if self.now >= hold.until {
                 let waited = hold.until.duration_since(hold.since);
+                let what = match hold.reason {
+                    HoldReason::Gate { kind } => format!("the {kind} gate stayed closed for {waited:#}"),
+                    _ => format!("hold timed out after {waited:#}"),
+                };
                 self.rollout.hold = None;
-                self.record(Severity::Error, format!("Hold timed out after {waited:#}"));
-                return self.rollback(format!("hold timed out after {waited:#}"));
+                self.record(Severity::Error, format!("Hold timed out after {waited:#}: {what}"));
+                return self.rollback(what);
             }
             return;
         }
         match self.rollout.phase {
             Phase::Initializing => self.initialize(&observations.candidate),
             Phase::Deploying => self.deploy(&observations.candidate),
+            Phase::Isolation => self.isolate(observations),
+            Phase::Shadow => self.shadow(observations),
             Phase::Progressing => self.progress(observations),
             Phase::Promoting => {
-                let drain = self
-                    .rollout
-                    .plan
-                    .as_ref()
-                    .map_or(crate::Plan::DEFAULT_DRAIN, |p| p.drain);
-                self.rollout.deadline = Some(self.after(drain));
+                let linger = match self.rollout.exposure() {
+                    Some(Exposure::BlueGreen { scale_down_delay, .. }) => *scale_down_delay,
+                    _ => self
+                        .rollout
+                        .plan
+                        .as_ref()
+                        .map_or(crate::Plan::DEFAULT_DRAIN, |p| p.drain),
+                };
+                self.rollout.deadline = Some(self.after(linger));
+                self.rollout.window_start = self.now;
                 self.enter(Phase::Finalising);
             }
             Phase::Finalising => {
+                if self.rollout.can_switch_back() && self.rollout.deadline.is_some_and(|d| self.now < d) {
+                    return self.watch_after_switch(observations);
+                }
                 if self.rollout.deadline.is_none_or(|d| self.now >= d) {
                     self.rollout.deadline = None;
                     let retired = self.rollout.retired.take();
@@ -384,6 +481,7 @@ impl Decision {
                         Severity::Info,
                         "Canary analysis completed successfully, promotion finished",
                     );
+                    self.notify_hooks(WebhookKind::PostRollout);
                 }
             }
             Phase::RollingBack => {
@@ -401,6 +499,7 @@ impl Decision {
                         self.candidate_name()
                     ),
                 );
+                self.notify_hooks(WebhookKind::PostRollout);
             }
             Phase::Pending | Phase::Failed | Phase::Succeeded | Phase::RolledBack => {}
         }
@@ -436,25 +535,8 @@ impl Decision {
 
     fn deploy(&mut self, health: &Health) {
         if *health == Health::Ready {
-            let Some(first) = self.rollout.plan.as_ref().and_then(|p| p.steps.first().copied()) else {
-                return self.promote();
-            };
             self.rollout.deadline = None;
-            self.rollout.step = 0;
-            self.rollout.weight = first;
-            self.rollout.window_start = self.now;
-            self.rollout.step_started_at = self.now;
-            self.rollout.metric_gaps = 0;
-            if let Some(plan) = &self.rollout.plan {
-                self.rollout.judge = JudgeState::new(&plan.judge);
-            }
-            self.enter(Phase::Progressing);
-            self.record(
-                Severity::Info,
-                format!("Starting canary analysis for {}", self.rollout.service),
-            );
-            self.record(Severity::Info, format!("Advance canary weight {first}"));
-            self.route();
+            self.after_ready();
         } else if self.rollout.deadline.is_some_and(|d| self.now >= d) {
             self.rollback(format!(
                 "Progress deadline exceeded: {} not ready in time",
@@ -465,7 +547,9 @@ impl Decision {
 
     fn progress(&mut self, observations: &Observations) {
         let Some(plan) = self.rollout.plan.clone() else { return };
-        if plan.is_comparative() {
+        if let Exposure::BlueGreen { .. } = plan.release.exposure {
+            self.preview(&plan, observations);
+        } else if plan.is_comparative() {
             self.progress_comparative(&plan, observations);
         } else {
             self.progress_threshold(&plan, observations);
@@ -494,7 +578,7 @@ impl Decision {
                     format!("Analysis inconclusive ({reason}): judging the interval again"),
                 );
             }
-            Verdict::Pass { .. } => self.next_step(plan),
+            Verdict::Pass { .. } => self.advance_step(plan),
             Verdict::Fail { .. } => {
                 self.rollout.failed_checks += 1;
                 self.record(
@@ -553,7 +637,7 @@ impl Decision {
             return;
         }
         if self.rollout.step + 1 < plan.steps.len() {
-            return self.next_step(plan);
+            return self.advance_step(plan);
         }
         match self.rollout.judge.conclude(&plan.judge) {
             Verdict::Pass { checks } => {
@@ -562,7 +646,7 @@ impl Decision {
                     Severity::Info,
                     "Analysis conclusive: the candidate is not worse than stable",
                 );
-                self.promote();
+                self.try_promote();
             }
             Verdict::Fail { checks } => {
                 let summary = checks
@@ -589,12 +673,66 @@ impl Decision {
                             Severity::Warning,
                             format!("{summary}; promoting as onInconclusive says"),
                         );
-                        self.promote();
+                        self.try_promote();
                     }
                     OnInconclusive::Rollback => self.rollback(summary),
                 }
             }
         }
+    }
+
+    /// Users start reaching the candidate, as the strategy says.
+    fn release(&mut self) {
+        let Some(plan) = self.rollout.plan.clone() else { return };
+        self.rollout.step = 0;
+        self.rollout.window_start = self.now;
+        self.rollout.step_started_at = self.now;
+        self.rollout.metric_gaps = 0;
+        self.rollout.judge = JudgeState::new(&plan.judge);
+        let candidate = self.candidate_name();
+        match plan.release.exposure {
+            Exposure::BlueGreen { .. } => {
+                self.rollout.weight = 0;
+                self.enter(Phase::Progressing);
+                self.record(
+                    Severity::Info,
+                    format!("Preview of {candidate} ready: checking it before switching all traffic"),
+                );
+                self.route();
+            }
+            Exposure::Canary | Exposure::AbTest => {
+                let Some(first) = plan.steps.first().copied() else {
+                    return self.try_promote();
+                };
+                self.rollout.weight = first;
+                self.enter(Phase::Progressing);
+                self.record(
+                    Severity::Info,
+                    format!("Starting canary analysis for {}", self.rollout.service),
+                );
+                if plan.release.exposure == Exposure::AbTest {
+                    self.record(
+                        Severity::Info,
+                        format!(
+                            "Advance A/B test iteration 1/{}: only matching requests reach {candidate}",
+                            plan.steps.len()
+                        ),
+                    );
+                } else {
+                    self.record(Severity::Info, format!("Advance canary weight {first}"));
+                }
+                self.route();
+            }
+        }
+    }
+
+    /// The step interval passed: the next step, behind the traffic-increase gate when one is configured.
+    fn advance_step(&mut self, plan: &Plan) {
+        let increases = plan.release.exposure == Exposure::Canary && self.rollout.step + 1 < plan.steps.len();
+        if increases && self.gates(WebhookKind::ConfirmTrafficIncrease) {
+            return self.gate(WebhookKind::ConfirmTrafficIncrease);
+        }
+        self.next_step(plan);
     }
 
     fn next_step(&mut self, plan: &Plan) {
@@ -603,10 +741,21 @@ impl Decision {
                 self.rollout.step += 1;
                 self.rollout.weight = next;
                 self.rollout.step_started_at = self.now;
-                self.record(Severity::Info, format!("Advance canary weight {next}"));
+                if plan.release.exposure == Exposure::AbTest {
+                    self.record(
+                        Severity::Info,
+                        format!(
+                            "Advance A/B test iteration {}/{}",
+                            self.rollout.step + 1,
+                            plan.steps.len()
+                        ),
+                    );
+                } else {
+                    self.record(Severity::Info, format!("Advance canary weight {next}"));
+                }
                 self.route();
             }
-            None => self.promote(),
+            None => self.try_promote(),
         }
     }
 
@@ -646,6 +795,7 @@ impl Decision {
         self.rollout.deadline = None;
         self.rollout.weight = 0;
         self.rollout.stable = Some(candidate.clone());
+        self.rollout.previous = Some(old.clone());
         self.rollout.retired = Some(old);
         self.enter(Phase::Promoting);
         self.record(
@@ -660,6 +810,9 @@ impl Decision {
     }
 
     fn rollback(&mut self, reason: String) {
+        if self.rollout.can_switch_back() {
+            return self.switch_back(reason);
+        }
         let stable: RevisionRef = match &self.rollout.stable {
             Some(s) => s.clone(),
             None => return,
