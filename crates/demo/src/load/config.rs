@@ -52,6 +52,12 @@ impl RequestTemplate {
             body: Bytes::new(),
         }
     }
+
+    /// The request this template sends to `target`, checked exactly as a load run checks it, so that a single
+    /// request (a smoke check) and a load of them go out the same way.
+    pub fn to_request(&self, target: SocketAddr) -> Result<Request<Full<Bytes>>, LoadConfigError> {
+        Ok(PreparedRequest::new(target, self)?.to_request())
+    }
 }
 
 /// A load configuration that cannot run.

@@ -171,6 +171,13 @@ impl LoadStats {
 }
 
 impl LoadSnapshot {
+    /// The latency at `quantile` (0.0 to 1.0) of all responses so far, from each request's scheduled time;
+    /// `None` before the first response.
+    pub fn latency_quantile(&self, quantile: f64) -> Option<Duration> {
+        let latency = &self.tallies.all.latency;
+        (!latency.is_empty()).then(|| Duration::from_micros(latency.value_at_quantile(quantile)))
+    }
+
     /// The figures between `earlier` and this snapshot. `earlier` must come from the same run; if
     /// it does not, counts saturate at zero and latencies cover this snapshot alone rather than
     /// mislead.
@@ -401,6 +408,28 @@ mod tests {
             "the slow requests before the window must not count: {v1:?}"
         );
         assert_eq!(window.total.requests, 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quantiles_cover_every_response_and_none_before_the_first() {
+        let stats = LoadStats::new(Instant::now());
+        assert_eq!(stats.snapshot().latency_quantile(0.9), None);
+        record_many(&stats, "v1", StatusCode::OK, 10, 90);
+        record_many(&stats, "v2", StatusCode::INTERNAL_SERVER_ERROR, 100, 10);
+
+        let snapshot = stats.snapshot();
+
+        let at = |q| snapshot.latency_quantile(q).unwrap();
+        assert!(
+            (Duration::from_millis(10)..Duration::from_millis(11)).contains(&at(0.9)),
+            "{:?}",
+            at(0.9)
+        );
+        assert!(
+            (Duration::from_millis(100)..Duration::from_millis(101)).contains(&at(0.91)),
+            "{:?}",
+            at(0.91)
+        );
     }
 
     #[tokio::test(start_paused = true)]
