@@ -116,7 +116,7 @@ pub(crate) async fn run(test: &LoadTest, target: &Target, options: &CheckOptions
         requests,
         rate,
         duration,
-        // Exactly the schedule's length: the bound holds even if the generator's clock stalls.
+        // The schedule's length: the run is bounded in count as well as in time.
         max_requests: (rate * duration.as_secs_f64()).ceil() as u64,
         max_in_flight: options.max_in_flight,
         timeout: options.request_timeout,
@@ -130,7 +130,10 @@ pub(crate) async fn run(test: &LoadTest, target: &Target, options: &CheckOptions
     // Every request ends within its timeout, so the generator finishes by then on its own; the hard end makes
     // that a promise. Dropping the unfinished `finish` stops the schedule, and what is still in flight counts as
     // unanswered.
-    let snapshot = match started.checked_add(duration + options.request_timeout) {
+    let hard_end = duration
+        .checked_add(options.request_timeout)
+        .and_then(|limit| started.checked_add(limit));
+    let snapshot = match hard_end {
         Some(hard_end) => timeout_at(hard_end, handle.finish())
             .await
             .unwrap_or_else(|_| stats.snapshot()),
