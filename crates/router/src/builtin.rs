@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_proxy::{Backend, RouteTable, ServiceRoute, SessionAffinity};
+use sluice_proxy::{Backend, MatchRule, Mirror, RouteTable, ServiceRoute, SessionAffinity, StringMatch};
 use tokio::sync::Mutex;
 
 use crate::{Affinity, Router, RouterError, ServiceRouting};
@@ -59,7 +59,8 @@ impl BuiltinRouter {
         let _guard = self.lock.lock().await;
         let mut table = self.current().await?;
         let before = table.services.len();
-        table.services.retain(|s| s.name != service);
+        let preview = preview_name(service);
+        table.services.retain(|s| s.name != service && s.name != preview);
         if table.services.len() == before {
             return Ok(());
         }
@@ -95,6 +96,49 @@ impl BuiltinRouter {
     }
 }
 
+/// The name of the proxy service that carries a service's blue/green preview listener.
+pub fn preview_name(service: &str) -> String {
+    format!("{service}:preview")
+}
+
+/// A spec's match rules as the proxy's, all sending to `revision`.
+fn match_rules(route: &crate::MatchRoute) -> Vec<MatchRule> {
+    let convert = |matcher: &sluice_spec::StringMatch| match (&matcher.exact, &matcher.regex) {
+        (Some(exact), _) => StringMatch::Exact(exact.clone()),
+        (None, Some(regex)) => StringMatch::Regex(regex.clone()),
+        // The spec's validation requires one of the two; an empty exact match never matches a real value.
+        (None, None) => StringMatch::Exact(String::new()),
+    };
+    route
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| MatchRule {
+            name: Some(format!("ab-{index}")),
+            headers: rule.headers.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
+            cookies: rule.cookies.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
+            revision: route.revision.clone(),
+        })
+        .collect()
+}
+
+/// The proxy services a routing needs: the service itself, and its preview listener if it has one.
+fn service_routes(routing: &ServiceRouting) -> Vec<ServiceRoute> {
+    let mut routes = vec![service_route(routing)];
+    if let Some(preview) = &routing.preview {
+        routes.push(ServiceRoute::new(
+            preview_name(&routing.service),
+            preview.listen,
+            vec![Backend {
+                revision: preview.revision.revision.clone(),
+                weight: 100,
+                instances: preview.revision.instances.clone(),
+            }],
+        ));
+    }
+    routes
+}
+
 fn service_route(routing: &ServiceRouting) -> ServiceRoute {
     let mut route = ServiceRoute::new(
         routing.service.clone(),
@@ -113,20 +157,31 @@ fn service_route(routing: &ServiceRouting) -> ServiceRoute {
         Affinity::Cookie(name) => SessionAffinity::CookieName(name.clone()),
         Affinity::Header(name) => SessionAffinity::Header(name.clone()),
     });
+    route.matches = routing.matches.as_ref().map(match_rules).unwrap_or_default();
+    route.mirror = routing.mirror.as_ref().map(|mirror| Mirror {
+        revision: mirror.revision.clone(),
+        percent: u32::from(mirror.percent),
+        methods: mirror.methods.clone(),
+        max_body_bytes: mirror.max_body_bytes,
+        max_in_flight: 256,
+    });
     route
 }
 
 impl Router for BuiltinRouter {
     async fn apply(&self, routing: &ServiceRouting) -> Result<(), RouterError> {
         let _guard = self.lock.lock().await;
-        let mut table = self.current().await?;
-        let wanted = service_route(routing);
-        match table.services.iter_mut().find(|s| s.name == routing.service) {
-            Some(existing) if *existing == wanted => return Ok(()),
-            Some(existing) => *existing = wanted,
-            None => table.services.push(wanted),
+        let table = self.current().await?;
+        let preview = preview_name(&routing.service);
+        let mut next = table.clone();
+        next.services.retain(|s| s.name != routing.service && s.name != preview);
+        next.services.extend(service_routes(routing));
+        let unchanged = next.services.len() == table.services.len()
+            && next.services.iter().all(|s| table.services.contains(s));
+        if unchanged {
+            return Ok(());
         }
-        table.version += 1;
-        self.push(&table).await
+        next.version = table.version + 1;
+        self.push(&next).await
     }
 }

@@ -7,7 +7,7 @@ mod builtin;
 use std::future::Future;
 use std::net::SocketAddr;
 
-pub use builtin::BuiltinRouter;
+pub use builtin::{BuiltinRouter, preview_name};
 use thiserror::Error;
 
 /// One revision's place in a service's routing.
@@ -32,6 +32,43 @@ pub struct ServiceRouting {
     pub revisions: Vec<RevisionRoute>,
     /// Keeps each user on one revision as the weights change.
     pub affinity: Option<Affinity>,
+    /// Requests matching any of these rules go to `revision`, whatever the weights (A/B testing).
+    pub matches: Option<MatchRoute>,
+    /// A share of requests copied to a revision whose answers are dropped (the shadow stage).
+    pub mirror: Option<MirrorRoute>,
+    /// A second address where one revision answers alone (the blue/green preview).
+    pub preview: Option<PreviewRoute>,
+}
+
+/// Requests matching one of `rules` go to `revision`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchRoute {
+    /// The rules, as the spec states them.
+    pub rules: Vec<sluice_spec::MatchRule>,
+    /// Where matching requests go; it must be among the routing's revisions.
+    pub revision: String,
+}
+
+/// Copies of a share of requests, answers dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorRoute {
+    /// The revision the copies go to; it must be among the routing's revisions (with weight 0).
+    pub revision: String,
+    /// Percent of eligible requests copied.
+    pub percent: u8,
+    /// Methods that are copied.
+    pub methods: Vec<String>,
+    /// Requests with larger bodies are not copied.
+    pub max_body_bytes: u64,
+}
+
+/// A listener of its own for one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviewRoute {
+    /// Where the preview listens.
+    pub listen: SocketAddr,
+    /// The revision that answers there.
+    pub revision: RevisionRoute,
 }
 
 /// Where a user's identity comes from, for session affinity.
