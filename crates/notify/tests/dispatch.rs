@@ -354,3 +354,39 @@ async fn an_alert_whose_url_cannot_be_read_fails_and_says_where_it_looked() {
     assert!(logs.contains("provider=\"teams\""), "{logs}");
     assert!(logs.contains("env SLUICE_NOTIFY_TEST_NEVER_SET is not set"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_url_that_is_not_a_url_fails_without_being_logged() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let alert = alert(
+        dir.path(),
+        "url",
+        AlertProvider::Slack,
+        "hooks.example/T000/B000/XXXXsecretXXXX",
+    );
+    let dispatcher = dispatcher(DispatchConfig {
+        attempts: 1,
+        ..config()
+    });
+    assert_eq!(
+        dispatcher.notify(&alert, &event(AlertSeverity::Error)),
+        Dispatched::Queued
+    );
+    let counters = dispatcher.drain(Duration::from_secs(2)).await;
+    assert_eq!(
+        counters,
+        Counters {
+            delivered: 0,
+            failed: 1,
+            dropped: 0
+        }
+    );
+    let logs = logs.text();
+    assert!(
+        logs.contains("detail=invalid request: relative URL without a base"),
+        "{logs}"
+    );
+    assert!(!logs.contains("XXXXsecretXXXX"), "{logs}");
+}
