@@ -53,4 +53,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         start_time  INTEGER NOT NULL,
         info_json   TEXT NOT NULL
      );",
+    // 2: the release path's reports (isolation checks, shadow diffs), latest per kind.
+    "CREATE TABLE reports (
+        service     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        PRIMARY KEY (service, kind)
+     );",
 ];

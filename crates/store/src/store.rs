@@ -1,5 +1,6 @@
 //! The store itself.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -320,6 +321,29 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(id, json)| Ok((id, decode("command", &json)?)))
+            .collect()
+    }
+
+    /// Keeps the latest report of a kind (`isolation`, `prePromotion`, `shadow`) for the service, replacing the
+    /// previous one.
+    pub fn save_report<T: Serialize>(&self, service: &str, kind: &str, report: &T, now: Timestamp) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO reports (service, kind, report_json, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (service, kind) DO UPDATE SET report_json = ?3, at = ?4",
+            params![service, kind, encode(report)?, now.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The service's latest reports by kind, as JSON.
+    pub fn reports(&self, service: &str) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare("SELECT kind, report_json FROM reports WHERE service = ?1 ORDER BY kind")?;
+        let rows = statement
+            .query_map([service], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(kind, json)| Ok((kind, decode("report", &json)?)))
             .collect()
     }
 

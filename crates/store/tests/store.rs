@@ -43,7 +43,7 @@ fn a_decision_is_saved_whole_and_survives_reopening() {
     drop(store);
 
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     let (saved, pending) = store.rollout("web").unwrap().unwrap();
     assert_eq!(saved, rollout);
     assert_eq!(
@@ -134,4 +134,18 @@ fn a_database_from_a_newer_sluice_is_refused() {
     drop(conn);
     let error = Store::open(&path).err().unwrap();
     assert!(error.to_string().contains("newer than this Sluice"), "{error}");
+}
+
+#[test]
+fn the_latest_report_of_each_kind_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sluice.db")).unwrap();
+    let now = Timestamp::UNIX_EPOCH;
+    store.save_report("web", "shadow", &serde_json::json!({"compared": 1}), now).unwrap();
+    store.save_report("web", "shadow", &serde_json::json!({"compared": 2}), now).unwrap();
+    store.save_report("web", "isolation", &serde_json::json!({"passed": true}), now).unwrap();
+    let reports = store.reports("web").unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports["shadow"]["compared"], 2);
+    assert!(store.reports("other").unwrap().is_empty());
 }
