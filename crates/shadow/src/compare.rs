@@ -62,7 +62,8 @@ impl CompareSettings {
     pub fn new(shadow: &Shadow) -> Result<Self, ShadowError> {
         let mut headers = vec![header::CONTENT_TYPE];
         for name in &shadow.headers {
-            let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ShadowError::Header { name: name.clone() })?;
+            let parsed =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| ShadowError::Header { name: name.clone() })?;
             if !headers.contains(&parsed) {
                 headers.push(parsed);
             }
@@ -107,8 +108,18 @@ pub fn compare(expected: &Answer, other: &Answer, settings: &CompareSettings) ->
         if settings.ignore.header(name) {
             continue;
         }
-        let left: Vec<&[u8]> = expected.headers.get_all(name).iter().map(|value| value.as_bytes()).collect();
-        let right: Vec<&[u8]> = other.headers.get_all(name).iter().map(|value| value.as_bytes()).collect();
+        let left: Vec<&[u8]> = expected
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.as_bytes())
+            .collect();
+        let right: Vec<&[u8]> = other
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.as_bytes())
+            .collect();
         if left != right {
             found.push(field::header_field(name), header_text(&left), header_text(&right));
         }
@@ -152,7 +163,10 @@ fn compare_bodies(expected: &Bytes, other: &Bytes, settings: &CompareSettings, f
         return;
     }
     // serde_json refuses nesting deeper than 128, so the walk below never recurses deeper than that.
-    match (serde_json::from_slice::<Value>(expected), serde_json::from_slice::<Value>(other)) {
+    match (
+        serde_json::from_slice::<Value>(expected),
+        serde_json::from_slice::<Value>(other),
+    ) {
         (Ok(left), Ok(right)) => walk(Some(&left), Some(&right), &mut Vec::new(), &settings.ignore, found),
         _ => found.push(field::BODY.to_owned(), body_text(expected), body_text(other)),
     }
@@ -214,7 +228,11 @@ fn json_text(value: Option<&Value>) -> String {
     let complete = serde_json::to_writer(&mut buffer, value).is_ok();
     let text = String::from_utf8_lossy(&buffer.0);
     let text = short(&text);
-    if complete || text.ends_with('…') { text } else { format!("{text}…") }
+    if complete || text.ends_with('…') {
+        text
+    } else {
+        format!("{text}…")
+    }
 }
 
 /// A writer that refuses bytes past what an example shows.

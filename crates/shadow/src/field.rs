@@ -55,7 +55,10 @@ pub(crate) fn header_field(name: &HeaderName) -> String {
 }
 
 fn is_plain(key: &str) -> bool {
-    !key.is_empty() && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
 }
 
 /// One step of an `ignore` path.
@@ -157,9 +160,8 @@ fn parse_path(text: &str) -> Result<Vec<Pattern>, String> {
             patterns.push(Pattern::Key(name.to_owned()));
             rest = &after_dot[end..];
         } else if let Some(inside) = rest.strip_prefix('[') {
-            let (pattern, after) = parse_bracket(inside).ok_or_else(|| {
-                format!("expected `[<index>]`, `[*]` or `[\"<name>\"]` at byte {at}")
-            })?;
+            let (pattern, after) = parse_bracket(inside)
+                .ok_or_else(|| format!("expected `[<index>]`, `[*]` or `[\"<name>\"]` at byte {at}"))?;
             patterns.push(pattern);
             rest = after;
         } else {
@@ -238,7 +240,10 @@ mod tests {
         let id_of = |index| [Step::Key("items"), Step::Index(index), Step::Key("id")];
         assert!(ignores("$.items[*].id", &id_of(0)));
         assert!(ignores("$.items[*].id", &id_of(41)));
-        assert!(!ignores("$.items[*].id", &[Step::Key("items"), Step::Index(1), Step::Key("name")]));
+        assert!(!ignores(
+            "$.items[*].id",
+            &[Step::Key("items"), Step::Index(1), Step::Key("name")]
+        ));
         assert!(!ignores("$.items[*]", &[Step::Key("items"), Step::Key("0")]));
         assert!(ignores("$.items[3]", &id_of(3)));
         assert!(!ignores("$.items[3]", &id_of(4)));
@@ -252,7 +257,18 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_refused_naming_the_entry() {
-        for entry in ["total", "$.", "$..a", "$[", "$[x]", "$[-1]", "$[\"open]", "$a", "headers.bad name", "$.a]"] {
+        for entry in [
+            "total",
+            "$.",
+            "$..a",
+            "$[",
+            "$[x]",
+            "$[-1]",
+            "$[\"open]",
+            "$a",
+            "headers.bad name",
+            "$.a]",
+        ] {
             let error = Ignore::parse(&[entry.to_owned()]).expect_err(entry);
             assert!(error.to_string().contains(&format!("{entry:?}")), "{error}");
         }

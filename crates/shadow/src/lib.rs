@@ -4,7 +4,7 @@
 //! During a rollout's shadow stage the built-in proxy mirrors a share of live requests to a
 //! [`ShadowServer`] listener. For each, the listener sends the same request at once to three places: the
 //! *primary* (a stable instance), the *secondary* (a second stable instance started for the stage) and the
-//! *candidate*. It [`compare`]s primary with candidate and primary with secondary, and an [`Accumulator`]
+//! *candidate*. It [`compare()`]s primary with candidate and primary with secondary, and an [`Accumulator`]
 //! counts, per field, how often each pair differed. A field is real when the candidate differs more often
 //! than the secondary by both of the spec's margins, so timestamps and request ids, which differ between any
 //! two answers, cancel out. The [`DiffReport`] gives the rate of requests with a real difference and its
@@ -25,7 +25,7 @@
 //! # }
 //! ```
 //!
-//! *Architecture invariant*: [`compare`] and [`report`] are pure (no I/O, no clock), so they are tested on
+//! *Architecture invariant*: [`mod@compare`] and [`report`] are pure (no I/O, no clock), so they are tested on
 //! their own and cannot panic on what instances answer; only [`server`] does I/O.
 
 #![warn(missing_docs)]

@@ -93,7 +93,10 @@ impl Accumulator {
     pub fn record(&mut self, request: &str, candidate: &[Difference], noise: &[Difference]) {
         self.counts.received += 1;
         self.counts.compared += 1;
-        let ids: Vec<u32> = candidate.iter().map(|difference| self.field_id(&difference.field)).collect();
+        let ids: Vec<u32> = candidate
+            .iter()
+            .map(|difference| self.field_id(&difference.field))
+            .collect();
         for (difference, &id) in candidate.iter().zip(&ids) {
             let field = &mut self.fields[id as usize];
             // Fields counted as OTHER_FIELDS have no examples: they would not say which field they show.
@@ -111,7 +114,10 @@ impl Accumulator {
         for &id in &signature {
             self.fields[id as usize].candidate += 1;
         }
-        let mut noisy: Vec<u32> = noise.iter().map(|difference| self.field_id(&difference.field)).collect();
+        let mut noisy: Vec<u32> = noise
+            .iter()
+            .map(|difference| self.field_id(&difference.field))
+            .collect();
         noisy.sort_unstable();
         noisy.dedup();
         for id in noisy {
@@ -377,7 +383,11 @@ impl DiffReport {
 }
 
 fn list(text: &mut String, fields: &[&FieldDiff], describe: impl Fn(&FieldDiff) -> String) {
-    let shown: Vec<String> = fields.iter().take(SUMMARY_FIELDS).map(|field| describe(field)).collect();
+    let shown: Vec<String> = fields
+        .iter()
+        .take(SUMMARY_FIELDS)
+        .map(|field| describe(field))
+        .collect();
     text.push_str(&shown.join(", "));
     if fields.len() > SUMMARY_FIELDS {
         let _ = write!(text, " and {} more", fields.len() - SUMMARY_FIELDS);

@@ -4,8 +4,10 @@
 //! The proxy drops the listener's answers, so each request is answered as soon as its body is read: `204`
 //! when it was taken, `503` when too many are in flight (it is dropped and counted), `413` when its body is
 //! over `maxBodyBytes` (skipped and counted), `405` for a method that is not shadowed (a second guard behind
-//! the proxy's own filter, since repeating a POST repeats its side effects). The fan-out then runs on its own
-//! task, holding one of the in-flight slots, each exchange bounded by the timeout.
+//! the proxy's own filter, since repeating a POST repeats its side effects); a body broken off or not read
+//! within the timeout gets `400` or `408` and is not counted, as the proxy did not send a whole request. The
+//! fan-out then runs on its own task, holding one of the in-flight slots, each exchange bounded by the
+//! timeout.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,7 +19,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -100,7 +102,9 @@ impl ShadowServer {
     ) -> Result<ShadowHandle, ShadowError> {
         let compare = CompareSettings::new(settings)?;
         targets.check()?;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(ShadowError::Bind)?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(ShadowError::Bind)?;
         let addr = listener.local_addr().map_err(ShadowError::Bind)?;
         let shared = Arc::new(Shared {
             sender: Sender::new(limits.timeout, compare.max_body_bytes()),
@@ -159,7 +163,10 @@ impl ShadowHandle {
             warn!(%error, "shadow listener task failed");
         }
         let slots = u32::try_from(self.shared.limits.max_in_flight).unwrap_or(u32::MAX);
-        let finished = tokio::time::timeout(self.shared.limits.timeout + DRAIN, self.shared.slots.acquire_many(slots));
+        let finished = tokio::time::timeout(
+            self.shared.limits.timeout + DRAIN,
+            self.shared.slots.acquire_many(slots),
+        );
         if finished.await.is_err() {
             warn!("shadow listener stopped with fan-outs still in flight");
         }
@@ -212,12 +219,21 @@ impl Shared {
         }
         let (parts, body) = request.into_parts();
         let limit = usize::try_from(max).unwrap_or(usize::MAX);
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                debug!(%error, "shadowed request body not read whole");
+        // A body sent slowly would hold its slot; it gets the same time limit as an instance's answer.
+        let read = tokio::time::timeout(self.limits.timeout, Limited::new(body, limit).collect()).await;
+        let body = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
                 self.accumulator().record_skipped();
                 return status(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Ok(Err(error)) => {
+                debug!(%error, "shadowed request body broken off");
+                return status(StatusCode::BAD_REQUEST);
+            }
+            Err(_) => {
+                debug!("shadowed request body not read in time");
+                return status(StatusCode::REQUEST_TIMEOUT);
             }
         };
         let shadowed = Shadowed::new(parts.method, &parts.uri, parts.headers, body);
@@ -252,7 +268,10 @@ impl Shared {
                 Recorded::Compared(vec![missing], compare(&primary, &secondary, &self.compare))
             }
             (Outcome::Answered(primary), Outcome::Answered(secondary), Outcome::Answered(candidate)) => {
-                Recorded::Compared(compare(&primary, &candidate, &self.compare), compare(&primary, &secondary, &self.compare))
+                Recorded::Compared(
+                    compare(&primary, &candidate, &self.compare),
+                    compare(&primary, &secondary, &self.compare),
+                )
             }
         };
         let mut accumulator = self.accumulator();

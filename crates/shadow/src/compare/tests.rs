@@ -40,7 +40,10 @@ fn json_answer(body: &Value) -> Answer {
 
 /// The names of the fields that differ.
 fn fields(expected: &Answer, other: &Answer, settings: &CompareSettings) -> Vec<String> {
-    compare(expected, other, settings).into_iter().map(|difference| difference.field).collect()
+    compare(expected, other, settings)
+        .into_iter()
+        .map(|difference| difference.field)
+        .collect()
 }
 
 fn check_json(expected: Value, other: Value, ignore: &[&str], want: &[&str]) {
@@ -58,8 +61,16 @@ fn equal_answers_have_no_difference() {
 #[test]
 fn json_values_differ_at_the_highest_path_where_they_differ() {
     let cases: [(Value, Value, &[&str]); 10] = [
-        (json!({"a": {"b": [0, 1, {"c": 1}]}}), json!({"a": {"b": [0, 1, {"c": 2}]}}), &["$.a.b[2].c"]),
-        (json!({"total": 10, "id": "x"}), json!({"total": 11, "id": "x"}), &["$.total"]),
+        (
+            json!({"a": {"b": [0, 1, {"c": 1}]}}),
+            json!({"a": {"b": [0, 1, {"c": 2}]}}),
+            &["$.a.b[2].c"],
+        ),
+        (
+            json!({"total": 10, "id": "x"}),
+            json!({"total": 11, "id": "x"}),
+            &["$.total"],
+        ),
         (json!({"a": 1}), json!({"a": 1, "b": 2}), &["$.b"]),
         (json!({"a": 1, "b": {"deep": 1}}), json!({"a": 1}), &["$.b"]),
         (json!([1, 2]), json!([1, 2, 3]), &["$[2]"]),
@@ -67,7 +78,11 @@ fn json_values_differ_at_the_highest_path_where_they_differ() {
         (json!({"a": 1}), json!({"a": "1"}), &["$.a"]),
         (json!({"a": null}), json!({}), &["$.a"]),
         (json!(10), json!(11), &["$"]),
-        (json!({"odd key": 1, "x": [true]}), json!({"odd key": 2, "x": [false]}), &["$.x[0]", "$[\"odd key\"]"]),
+        (
+            json!({"odd key": 1, "x": [true]}),
+            json!({"odd key": 2, "x": [false]}),
+            &["$.x[0]", "$[\"odd key\"]"],
+        ),
     ];
     for (expected, other, want) in cases {
         check_json(expected, other, &[], want);
@@ -85,40 +100,67 @@ fn key_order_and_whitespace_are_not_differences() {
 fn ignored_paths_remove_their_fields_and_those_below() {
     let before = json!({"total": 10, "meta": {"time": 1, "id": "a"}, "items": [{"id": 1, "n": 1}, {"id": 2, "n": 1}]});
     let after = json!({"total": 11, "meta": {"time": 2, "id": "b"}, "items": [{"id": 3, "n": 1}, {"id": 4, "n": 2}]});
-    check_json(before.clone(), after.clone(), &[], &[
-        "$.items[0].id",
-        "$.items[1].id",
-        "$.items[1].n",
-        "$.meta.id",
-        "$.meta.time",
-        "$.total",
-    ]);
-    check_json(before.clone(), after.clone(), &["$.meta", "$.items[*].id"], &["$.items[1].n", "$.total"]);
-    check_json(before.clone(), after.clone(), &["$.items[0].id", "$.meta.time"], &[
-        "$.items[1].id",
-        "$.items[1].n",
-        "$.meta.id",
-        "$.total",
-    ]);
+    check_json(
+        before.clone(),
+        after.clone(),
+        &[],
+        &[
+            "$.items[0].id",
+            "$.items[1].id",
+            "$.items[1].n",
+            "$.meta.id",
+            "$.meta.time",
+            "$.total",
+        ],
+    );
+    check_json(
+        before.clone(),
+        after.clone(),
+        &["$.meta", "$.items[*].id"],
+        &["$.items[1].n", "$.total"],
+    );
+    check_json(
+        before.clone(),
+        after.clone(),
+        &["$.items[0].id", "$.meta.time"],
+        &["$.items[1].id", "$.items[1].n", "$.meta.id", "$.total"],
+    );
     check_json(before, after, &["$"], &[]);
 }
 
 #[test]
 fn status_content_type_and_configured_headers_are_compared() {
     let settings = settings(&[], &["ETag", "x-version"]);
-    let left = answer(200, &[("content-type", "application/json"), ("etag", "1"), ("x-other", "a")], "{}");
-    let right = answer(201, &[("content-type", "text/plain"), ("x-version", "2"), ("x-other", "b")], "{}");
+    let left = answer(
+        200,
+        &[("content-type", "application/json"), ("etag", "1"), ("x-other", "a")],
+        "{}",
+    );
+    let right = answer(
+        201,
+        &[("content-type", "text/plain"), ("x-version", "2"), ("x-other", "b")],
+        "{}",
+    );
     let differences = compare(&left, &right, &settings);
     let described: Vec<(&str, &str, &str)> = differences
         .iter()
-        .map(|difference| (difference.field.as_str(), difference.expected.as_str(), difference.actual.as_str()))
+        .map(|difference| {
+            (
+                difference.field.as_str(),
+                difference.expected.as_str(),
+                difference.actual.as_str(),
+            )
+        })
         .collect();
-    assert_eq!(described, [
-        ("headers.content-type", "application/json", "text/plain"),
-        ("headers.etag", "1", "(missing)"),
-        ("headers.x-version", "(missing)", "2"),
-        ("status", "200", "201"),
-    ]);
+    assert_eq!(
+        described,
+        [
+            ("headers.content-type", "application/json", "text/plain"),
+            ("headers.etag", "1", "(missing)"),
+            ("headers.x-version", "(missing)", "2"),
+            ("status", "200", "201"),
+        ]
+    );
 }
 
 #[test]
@@ -135,12 +177,10 @@ fn a_header_is_compared_with_all_its_values() {
 fn ignored_headers_status_and_body_are_not_compared() {
     let left = answer(200, &[("content-type", "text/plain"), ("etag", "1")], "one");
     let right = answer(500, &[("content-type", "text/html"), ("etag", "2")], "two");
-    assert_eq!(fields(&left, &right, &settings(&[], &["etag"])), [
-        "body",
-        "headers.content-type",
-        "headers.etag",
-        "status"
-    ]);
+    assert_eq!(
+        fields(&left, &right, &settings(&[], &["etag"])),
+        ["body", "headers.content-type", "headers.etag", "status"]
+    );
     let ignoring = settings(&["headers.Content-Type", "headers.ETAG", "status", "body"], &["etag"]);
     assert!(fields(&left, &right, &ignoring).is_empty());
 }
@@ -149,13 +189,22 @@ fn ignored_headers_status_and_body_are_not_compared() {
 fn bodies_that_are_not_both_json_are_compared_byte_wise() {
     let settings = settings(&[], &[]);
     let differences = compare(&answer(200, &[], "hello"), &answer(200, &[], "hellO"), &settings);
-    assert_eq!(differences, [Difference {
-        field: "body".to_owned(),
-        expected: "hello (5 bytes)".to_owned(),
-        actual: "hellO (5 bytes)".to_owned(),
-    }]);
-    assert_eq!(fields(&answer(200, &[], "{}"), &answer(200, &[], "{} trailing"), &settings), ["body"]);
-    assert_eq!(fields(&answer(200, &[], ""), &answer(200, &[], "null"), &settings), ["body"]);
+    assert_eq!(
+        differences,
+        [Difference {
+            field: "body".to_owned(),
+            expected: "hello (5 bytes)".to_owned(),
+            actual: "hellO (5 bytes)".to_owned(),
+        }]
+    );
+    assert_eq!(
+        fields(&answer(200, &[], "{}"), &answer(200, &[], "{} trailing"), &settings),
+        ["body"]
+    );
+    assert_eq!(
+        fields(&answer(200, &[], ""), &answer(200, &[], "null"), &settings),
+        ["body"]
+    );
     assert!(fields(&answer(200, &[], ""), &answer(200, &[], ""), &settings).is_empty());
 }
 
@@ -165,8 +214,14 @@ fn bodies_over_the_cap_are_skipped_but_status_and_headers_still_compared() {
     spec.max_body_bytes = 4;
     let settings = CompareSettings::new(&spec).expect("valid");
     assert!(fields(&answer(200, &[], "12345"), &answer(200, &[], "54321"), &settings).is_empty());
-    assert_eq!(fields(&answer(200, &[], "12345"), &answer(404, &[], "54321"), &settings), ["status"]);
-    assert_eq!(fields(&answer(200, &[], "1234"), &answer(200, &[], "4321"), &settings), ["body"]);
+    assert_eq!(
+        fields(&answer(200, &[], "12345"), &answer(404, &[], "54321"), &settings),
+        ["status"]
+    );
+    assert_eq!(
+        fields(&answer(200, &[], "abcd"), &answer(200, &[], "dcba"), &settings),
+        ["body"]
+    );
 }
 
 #[test]
@@ -179,7 +234,11 @@ fn examples_are_short() {
     );
     assert_eq!(differences.len(), 2);
     for difference in differences {
-        assert!(difference.expected.chars().count() <= VALUE_CHARS + 1, "{}", difference.expected);
+        assert!(
+            difference.expected.chars().count() <= VALUE_CHARS + 1,
+            "{}",
+            difference.expected
+        );
         assert!(difference.expected.ends_with('…'), "{}", difference.expected);
     }
 }
@@ -188,14 +247,24 @@ fn examples_are_short() {
 fn a_body_differing_everywhere_lists_at_most_the_cap() {
     let left: Vec<u32> = (0..5_000).collect();
     let right: Vec<u32> = (1..5_001).collect();
-    let differences = compare(&json_answer(&json!(left)), &json_answer(&json!(right)), &settings(&[], &[]));
+    let differences = compare(
+        &json_answer(&json!(left)),
+        &json_answer(&json!(right)),
+        &settings(&[], &[]),
+    );
     assert_eq!(differences.len(), MAX_DIFFERENCES);
 }
 
 #[test]
 fn malformed_settings_are_refused() {
-    assert!(matches!(CompareSettings::new(&shadow(&["nope"], &[])), Err(ShadowError::Ignore { .. })));
-    assert!(matches!(CompareSettings::new(&shadow(&[], &["bad header"])), Err(ShadowError::Header { .. })));
+    assert!(matches!(
+        CompareSettings::new(&shadow(&["nope"], &[])),
+        Err(ShadowError::Ignore { .. })
+    ));
+    assert!(matches!(
+        CompareSettings::new(&shadow(&[], &["bad header"])),
+        Err(ShadowError::Header { .. })
+    ));
     let mut spec = shadow(&[], &[]);
     spec.methods = vec!["G E T".to_owned()];
     assert!(matches!(CompareSettings::new(&spec), Err(ShadowError::Method { .. })));

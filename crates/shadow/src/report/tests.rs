@@ -16,14 +16,24 @@ fn differences(fields: &[&str]) -> Vec<Difference> {
 fn rates(field: &str, candidate: u64, noise: u64, compared: u64, margin: NoiseMargin) -> DiffReport {
     let mut accumulator = Accumulator::new(margin);
     for request in 0..compared {
-        let on = |count: u64| if request < count { differences(&[field]) } else { Vec::new() };
+        let on = |count: u64| {
+            if request < count {
+                differences(&[field])
+            } else {
+                Vec::new()
+            }
+        };
         accumulator.record("GET /", &on(candidate), &on(noise));
     }
     accumulator.report()
 }
 
 fn real(report: &DiffReport, field: &str) -> bool {
-    report.fields.iter().find(|diff| diff.field == field).is_some_and(|diff| diff.real)
+    report
+        .fields
+        .iter()
+        .find(|diff| diff.field == field)
+        .is_some_and(|diff| diff.real)
 }
 
 #[test]
@@ -79,15 +89,30 @@ fn a_request_counts_once_and_only_for_its_real_fields() {
         if request % 10 == 0 {
             candidate.extend(["$.total", "status"]);
         }
-        accumulator.record(&format!("GET /{request}"), &differences(&candidate), &differences(&["$.id", "$.time"]));
+        accumulator.record(
+            &format!("GET /{request}"),
+            &differences(&candidate),
+            &differences(&["$.id", "$.time"]),
+        );
     }
     let report = accumulator.report();
     assert_eq!(report.compared, 100);
     assert_eq!(report.with_real_difference, 10);
     assert_eq!(report.diff_rate, 10.0);
-    let flagged: Vec<(&str, bool)> = report.fields.iter().map(|diff| (diff.field.as_str(), diff.real)).collect();
-    assert_eq!(flagged, [("$.total", true), ("status", true), ("$.id", false), ("$.time", false)]);
-    let examples: Vec<&str> = report.fields[0].examples.iter().map(|example| example.request.as_str()).collect();
+    let flagged: Vec<(&str, bool)> = report
+        .fields
+        .iter()
+        .map(|diff| (diff.field.as_str(), diff.real))
+        .collect();
+    assert_eq!(
+        flagged,
+        [("$.total", true), ("status", true), ("$.id", false), ("$.time", false)]
+    );
+    let examples: Vec<&str> = report.fields[0]
+        .examples
+        .iter()
+        .map(|example| example.request.as_str())
+        .collect();
     assert_eq!(examples, ["GET /0", "GET /10", "GET /20"]);
     assert_eq!(report.fields[0].examples[0].primary, "10");
     assert_eq!(report.fields[0].examples[0].candidate, "11");
@@ -98,8 +123,12 @@ fn requests_beyond_the_signature_cap_are_still_counted() {
     let bits: Vec<String> = (0..13).map(|bit| format!("$.bit{bit}")).collect();
     let mut accumulator = Accumulator::new(NoiseMargin::default());
     for request in 1_u32..=5_000 {
-        let mut candidate: Vec<&str> =
-            bits.iter().enumerate().filter(|(bit, _)| request & (1 << bit) != 0).map(|(_, name)| name.as_str()).collect();
+        let mut candidate: Vec<&str> = bits
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| request & (1 << bit) != 0)
+            .map(|(_, name)| name.as_str())
+            .collect();
         if request % 10 == 0 {
             candidate.push("$.real");
         }
@@ -122,7 +151,11 @@ fn fields_beyond_the_field_cap_are_counted_together() {
     }
     let report = accumulator.report();
     assert_eq!(report.fields.len(), MAX_FIELDS);
-    let other = report.fields.iter().find(|diff| diff.field == OTHER_FIELDS).expect("other fields");
+    let other = report
+        .fields
+        .iter()
+        .find(|diff| diff.field == OTHER_FIELDS)
+        .expect("other fields");
     assert_eq!(other.candidate_rate, percent(3_000 - (MAX_FIELDS as u64 - 1), 3_000));
     assert!(other.examples.is_empty());
     // Each field differs on one request in 3,000 (0.033%), over the absolute margin of 0.03 points.
@@ -171,6 +204,56 @@ fn the_report_round_trips_through_json() {
     assert!(text.contains("\"candidateRate\""), "{text}");
     let back: DiffReport = serde_json::from_str(&text).expect("deserialises");
     assert_eq!(back, report);
-    let verdict = serde_json::to_string(&ShadowVerdict::Fail { summary: "x".to_owned() }).expect("serialises");
+    let verdict = serde_json::to_string(&ShadowVerdict::Fail {
+        summary: "x".to_owned(),
+    })
+    .expect("serialises");
     assert_eq!(verdict, r#"{"verdict":"fail","summary":"x"}"#);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FIELDS: [&str; 4] = ["status", "$.a", "$.b[0]", "body"];
+
+    fn request() -> impl Strategy<Value = (Vec<&'static str>, Vec<&'static str>)> {
+        let subset = || proptest::sample::subsequence(FIELDS.to_vec(), 0..=FIELDS.len());
+        (subset(), subset())
+    }
+
+    proptest! {
+        #[test]
+        fn rates_stay_in_range_and_each_request_counts_once(
+            requests in proptest::collection::vec(request(), 0..200),
+        ) {
+            let mut accumulator = Accumulator::new(NoiseMargin::default());
+            for (candidate, noise) in &requests {
+                accumulator.record("GET /", &differences(candidate), &differences(noise));
+            }
+            let report = accumulator.report();
+            prop_assert_eq!(report.compared, requests.len() as u64);
+            prop_assert!(report.with_real_difference <= report.compared);
+            prop_assert!((0.0..=100.0).contains(&report.diff_rate));
+            for field in &report.fields {
+                prop_assert!((0.0..=100.0).contains(&field.candidate_rate));
+                prop_assert!((0.0..=100.0).contains(&field.noise_rate));
+                prop_assert!(field.examples.len() <= MAX_EXAMPLES);
+            }
+        }
+
+        #[test]
+        fn a_candidate_differing_exactly_like_a_stable_has_no_real_field(
+            requests in proptest::collection::vec(request(), 1..200),
+        ) {
+            let mut accumulator = Accumulator::new(NoiseMargin::default());
+            for (fields, _) in &requests {
+                accumulator.record("GET /", &differences(fields), &differences(fields));
+            }
+            let report = accumulator.report();
+            prop_assert_eq!(report.with_real_difference, 0);
+            prop_assert!(report.fields.iter().all(|field| !field.real));
+        }
+    }
 }
