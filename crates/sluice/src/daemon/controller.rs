@@ -14,20 +14,23 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use sluice_engine::{
-    Action, CustomReading, Desired, Health, Observations, Phase, Plan, Role, Rollout, Severity, resync, step,
+    Action, CheckStage, CustomReading, Desired, Health, Observations, Plan, Role, Rollout, RouteMode, Severity, resync,
+    step,
 };
 use sluice_metrics::{
     MetricSource, PrometheusConfig, PrometheusSource, QueryTemplate, TemplateVars, WebConfig, WebMethod, WebSource,
     WindowQuery,
 };
 use sluice_platform::{Platform, ProcessTemplate, RestartPolicy, RevisionHealth, RevisionKey};
-use sluice_router::{Affinity, RevisionRoute, Router, ServiceRouting};
-use sluice_spec::{MetricProvider, RevisionRef};
+use sluice_router::{Affinity, MatchRoute, MirrorRoute, PreviewRoute, RevisionRoute, Router, ServiceRouting};
+use sluice_shadow::ShadowTargets;
+use sluice_spec::{MetricProvider, RevisionRef, ServiceSpec, Strategy};
 use sluice_store::{AppliedSpec, Store};
 use tokio::sync::Notify;
 use tracing::warn;
 
 use super::crash::CrashPoints;
+use super::release::ReleaseIo;
 
 /// How long a stopped revision's instances get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -45,12 +48,15 @@ pub struct Controller<P, R, M> {
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Prometheus sources of the services whose spec names one, by address.
     prometheus: Mutex<HashMap<String, Arc<PrometheusSource>>>,
+    /// Checks, the shadow comparison, webhooks and notifications.
+    release: ReleaseIo,
 }
 
 impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
     /// A controller over the given adapters.
-    pub fn new(store: Arc<Store>, platform: Arc<P>, router: Arc<R>, metrics: Arc<M>, tick: Duration) -> Self {
-        Controller {
+    pub fn new(store: Arc<Store>, platform: Arc<P>, router: Arc<R>, metrics: Arc<M>, tick: Duration) -> Result<Self> {
+        Ok(Controller {
+            release: ReleaseIo::new(store.clone())?,
             store,
             platform,
             router,
@@ -60,7 +66,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             start_failures: Mutex::new(HashMap::new()),
             wakers: Mutex::new(HashMap::new()),
             prometheus: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The running instances of a revision, labelled with its name.
@@ -117,19 +123,20 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             .rollout(service)?
             .unwrap_or_else(|| (Rollout::new(service), Vec::new()));
         if !*resynced {
-            self.execute(&applied, &resync(&rollout)).await?;
+            self.execute(&applied, &rollout, &resync(&rollout)).await?;
             *resynced = true;
         }
         if !pending.is_empty() {
-            self.execute(&applied, &pending).await?;
+            self.execute(&applied, &rollout, &pending).await?;
             self.store.clear_pending(service, rollout.generation)?;
         }
         let commands = self.store.queued_commands(service)?;
         let now = Timestamp::now();
+        let spec = &applied.spec;
         let observations = Observations {
             desired: Some(Desired {
                 revision: applied.revision.clone(),
-                plan: Plan::from_spec(&applied.spec),
+                plan: Plan::from_spec(spec),
             }),
             candidate: self.candidate_health(&rollout).await,
             window: self.window(&applied, &rollout).await,
@@ -139,6 +146,9 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             } else {
                 Vec::new()
             },
+            checks: self.release.checks(spec, &rollout, self.check_target(spec, &rollout)),
+            shadow: self.release.shadow_tally(service),
+            hooks: self.release.hooks(spec, &rollout, now),
         };
         let (next, actions) = step(rollout.clone(), &observations, now);
         if next == rollout && actions.is_empty() && commands.is_empty() {
@@ -148,21 +158,32 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
         self.store
             .save_decision(&next, &actions, commands.last().map(|(id, _)| *id), now)?;
         self.crash.reached("after-persist");
-        self.execute(&applied, &actions).await?;
+        self.execute(&applied, &next, &actions).await?;
         self.store.clear_pending(service, next.generation)?;
         Ok(())
     }
 
+    /// Where the checks the rollout asks for run: the blue/green preview address when there is one, else one of
+    /// the candidate's instances.
+    fn check_target(&self, spec: &ServiceSpec, rollout: &Rollout) -> Option<std::net::SocketAddr> {
+        let stage = rollout.checks_due()?;
+        if stage == CheckStage::PrePromotion
+            && let Strategy::BlueGreen(blue_green) = &spec.spec.strategy
+            && let Some(preview) = blue_green.preview_listen
+        {
+            return Some(preview);
+        }
+        let candidate = rollout.candidate.as_ref()?;
+        self.platform
+            .instances(&key(&rollout.service, candidate))
+            .first()
+            .map(|i| i.addr)
+    }
+
     async fn candidate_health(&self, rollout: &Rollout) -> Health {
-        let Some(candidate) = &rollout.candidate else {
+        let Some(candidate) = rollout.under_analysis() else {
             return Health::Unknown;
         };
-        if !matches!(
-            rollout.phase,
-            Phase::Initializing | Phase::Deploying | Phase::Progressing
-        ) {
-            return Health::Unknown;
-        }
         let key = key(&rollout.service, candidate);
         if let Some(reason) = self.start_failures.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Health::Failed { reason: reason.clone() };
@@ -178,12 +199,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
     }
 
     async fn window(&self, applied: &AppliedSpec, rollout: &Rollout) -> Option<sluice_analysis::Window> {
-        let (Some(stable), Some(candidate)) = (&rollout.stable, &rollout.candidate) else {
-            return None;
-        };
-        if rollout.phase != Phase::Progressing {
-            return None;
-        }
+        let (stable, candidate) = rollout.analysed_pair()?;
         let query = WindowQuery {
             service: rollout.service.clone(),
             stable: stable.name.clone(),
@@ -271,16 +287,22 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
         Ok(source)
     }
 
-    /// Carries out actions in order. Records were persisted with the decision; the rest touch the world.
-    async fn execute(&self, applied: &AppliedSpec, actions: &[Action]) -> Result<()> {
+    /// Carries out actions in order. Records were persisted with the decision; they are only told to the alerts.
+    async fn execute(&self, applied: &AppliedSpec, rollout: &Rollout, actions: &[Action]) -> Result<()> {
         let service = applied.spec.metadata.name.as_str();
         for action in actions {
             let kind = match action {
-                Action::Record(_) => continue,
+                Action::Record(event) => {
+                    self.release.notify(&applied.spec, rollout, event);
+                    continue;
+                }
                 Action::StartRevision { .. } => "start-revision",
                 Action::SetRole { .. } => "set-role",
                 Action::SetRoute { .. } => "set-route",
                 Action::StopRevision { .. } => "stop-revision",
+                Action::StartShadow { .. } => "start-shadow",
+                Action::StopShadow { .. } => "stop-shadow",
+                Action::NotifyWebhooks { .. } => "notify-webhooks",
             };
             self.crash.reached(&format!("before-{kind}"));
             match action {
@@ -291,25 +313,32 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
                     candidate,
                     weight,
                     draining,
+                    mode,
                 } => {
-                    let mut revisions = vec![self.route_of(service, stable, 100 - weight)];
-                    if let Some(candidate) = candidate {
-                        revisions.push(self.route_of(service, candidate, *weight));
-                    }
-                    if let Some(draining) = draining {
-                        revisions.push(self.route_of(service, draining, 0));
-                    }
-                    let routing = ServiceRouting {
-                        service: service.to_string(),
-                        listen: applied.spec.spec.listen,
-                        revisions,
-                        affinity: affinity_of(&applied.spec),
-                    };
+                    let routing = self.routing(
+                        &applied.spec,
+                        stable,
+                        candidate.as_ref(),
+                        *weight,
+                        draining.as_ref(),
+                        *mode,
+                    );
                     self.router
                         .apply(&routing)
                         .await
                         .with_context(|| format!("cannot route {service}"))?;
                 }
+                Action::StartShadow { stable, candidate } => {
+                    self.start_shadow(&applied.spec, stable, candidate).await?
+                }
+                Action::StopShadow { stable } => {
+                    self.release.stop_shadow(service).await?;
+                    self.platform
+                        .stop(&baseline_key(service, stable), STOP_GRACE)
+                        .await
+                        .with_context(|| format!("cannot stop the shadow stage's second {} instance", stable.name))?;
+                }
+                Action::NotifyWebhooks { kind } => self.release.fire(&applied.spec, rollout, *kind),
                 Action::StopRevision { revision } => {
                     self.platform
                         .stop(&key(service, revision), STOP_GRACE)
@@ -320,6 +349,112 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             }
             self.crash.reached(&format!("after-{kind}"));
         }
+        Ok(())
+    }
+
+    /// The routing a route action describes, in the router's terms.
+    fn routing(
+        &self,
+        spec: &ServiceSpec,
+        stable: &RevisionRef,
+        candidate: Option<&RevisionRef>,
+        weight: u8,
+        draining: Option<&RevisionRef>,
+        mode: RouteMode,
+    ) -> ServiceRouting {
+        let service = spec.metadata.name.as_str();
+        let mut routing = ServiceRouting {
+            service: service.to_string(),
+            listen: spec.spec.listen,
+            revisions: vec![self.route_of(service, stable, 100 - weight)],
+            affinity: affinity_of(spec),
+            matches: None,
+            mirror: None,
+            preview: None,
+        };
+        if let Some(candidate) = candidate {
+            match mode {
+                RouteMode::Weighted => routing.revisions.push(self.route_of(service, candidate, weight)),
+                RouteMode::Matched => {
+                    routing.revisions.push(self.route_of(service, candidate, 0));
+                    if let Strategy::AbTest(ab) = &spec.spec.strategy {
+                        routing.matches = Some(MatchRoute {
+                            rules: ab.matches.clone(),
+                            revision: candidate.name.clone(),
+                        });
+                    }
+                }
+                RouteMode::Mirrored => {
+                    // The copies go to the comparison listener, which sends each to both stables and the candidate.
+                    if let (Some(shadow), Some(addr)) = (&spec.spec.stages.shadow, self.release.shadow_addr(service)) {
+                        routing.revisions.push(RevisionRoute {
+                            revision: candidate.name.clone(),
+                            weight: 0,
+                            instances: vec![addr],
+                        });
+                        routing.mirror = Some(MirrorRoute {
+                            revision: candidate.name.clone(),
+                            percent: shadow.share,
+                            methods: shadow.methods.clone(),
+                            max_body_bytes: shadow.max_body_bytes,
+                        });
+                    }
+                }
+                RouteMode::Preview => {
+                    if let Strategy::BlueGreen(blue_green) = &spec.spec.strategy
+                        && let Some(listen) = blue_green.preview_listen
+                    {
+                        routing.preview = Some(PreviewRoute {
+                            listen,
+                            revision: self.route_of(service, candidate, 100),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(draining) = draining {
+            routing.revisions.push(self.route_of(service, draining, 0));
+        }
+        routing
+    }
+
+    /// The shadow stage's second stable instance and its comparison listener.
+    async fn start_shadow(&self, spec: &ServiceSpec, stable: &RevisionRef, candidate: &RevisionRef) -> Result<()> {
+        let service = spec.metadata.name.as_str();
+        let Some(settings) = &spec.spec.stages.shadow else {
+            return Ok(());
+        };
+        let stable_spec = self
+            .store
+            .revision(service, stable)?
+            .with_context(|| format!("revision {} of {service} is not in the store", stable.name))?;
+        let template = ProcessTemplate {
+            instances: 1,
+            ..template_of(&stable_spec)
+        };
+        let baseline = baseline_key(service, stable);
+        let secondary = self
+            .platform
+            .start(&baseline, &template, RestartPolicy::Always)
+            .await
+            .with_context(|| format!("cannot start a second {} instance for the shadow stage", stable.name))?;
+        let secondary = secondary
+            .first()
+            .map(|i| i.addr)
+            .with_context(|| format!("no second {} instance for the shadow stage", stable.name))?;
+        let addrs = |revision: &RevisionRef| {
+            self.platform
+                .instances(&key(service, revision))
+                .into_iter()
+                .map(|i| i.addr)
+                .collect::<Vec<_>>()
+        };
+        let targets = ShadowTargets {
+            primary: addrs(stable),
+            secondary,
+            candidate: addrs(candidate),
+        };
+        self.release.start_shadow(service, settings, targets).await?;
         Ok(())
     }
 
@@ -343,15 +478,7 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             .store
             .revision(service, revision)?
             .with_context(|| format!("revision {} of {service} is not in the store", revision.name))?;
-        let process = &spec.process;
-        let template = ProcessTemplate {
-            command: process.command.clone(),
-            env: process.env.clone(),
-            working_dir: process.working_dir.clone(),
-            instances: process.instances,
-            readiness_path: process.readiness.http.clone(),
-            readiness_timeout: process.readiness.timeout.0,
-        };
+        let template = template_of(&spec);
         match self.platform.start(&key, &template, policy(role)).await {
             Ok(_) => Ok(()),
             Err(error) if role == Role::Candidate => {
@@ -371,6 +498,27 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             }
             Err(error) => Err(error).with_context(|| format!("cannot start {service} {}", revision.name)),
         }
+    }
+}
+
+/// How a revision's instances are started.
+fn template_of(spec: &sluice_spec::RevisionSpec) -> ProcessTemplate {
+    let process = &spec.process;
+    ProcessTemplate {
+        command: process.command.clone(),
+        env: process.env.clone(),
+        working_dir: process.working_dir.clone(),
+        instances: process.instances,
+        readiness_path: process.readiness.http.clone(),
+        readiness_timeout: process.readiness.timeout.0,
+    }
+}
+
+/// The shadow stage's second stable instance. `~` cannot appear in a revision name, so the key never clashes.
+fn baseline_key(service: &str, stable: &RevisionRef) -> RevisionKey {
+    RevisionKey {
+        service: service.to_string(),
+        revision: format!("{}~shadow", stable.name),
     }
 }
 

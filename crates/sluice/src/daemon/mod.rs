@@ -7,6 +7,7 @@ mod api;
 mod controller;
 mod crash;
 mod proxy;
+mod release;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -56,7 +57,7 @@ pub async fn serve(data_dir: DataDir, listen: SocketAddr) -> Result<()> {
         router,
         metrics.clone(),
         TICK,
-    ));
+    )?);
 
     let listener = TcpListener::bind(listen)
         .await
