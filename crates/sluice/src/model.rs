@@ -2,7 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_analysis::CheckOutcome;
+use std::collections::BTreeMap;
+
+use sluice_checks::CheckReport;
 use sluice_engine::{Hold, Phase, Rollout};
+use sluice_notify::HookOutcome;
+use sluice_shadow::DiffReport;
 use sluice_spec::RevisionRef;
 use sluice_store::StoredEvent;
 
@@ -39,6 +44,52 @@ pub struct ServiceStatus {
     /// The running instances of the stable and candidate revisions (a rolled-back candidate's included, for
     /// inspection).
     pub instances: Vec<InstanceView>,
+    /// The latest reports of the stages before users: isolation checks, the preview's checks, the shadow diff.
+    pub reports: Reports,
+}
+
+/// The latest report of each stage that ran.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reports {
+    /// The isolation stage: smoke checks, load test, pre-rollout webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<StageReport>,
+    /// Blue/green's checks against the preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion: Option<StageReport>,
+    /// The shadow stage's comparison of answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<DiffReport>,
+}
+
+/// What a stage's checks found.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageReport {
+    /// The smoke checks and load test, if the stage has any.
+    #[serde(default)]
+    pub checks: Option<CheckReport>,
+    /// The webhooks called (pre-rollout).
+    #[serde(default)]
+    pub webhooks: Vec<HookOutcome>,
+}
+
+impl Reports {
+    /// The reports the store keeps, by kind; one that no longer parses is left out rather than failing the status.
+    pub fn from_stored(mut stored: BTreeMap<String, serde_json::Value>) -> Self {
+        fn take<T: for<'de> Deserialize<'de>>(
+            stored: &mut BTreeMap<String, serde_json::Value>,
+            kind: &str,
+        ) -> Option<T> {
+            stored.remove(kind).and_then(|value| serde_json::from_value(value).ok())
+        }
+        Reports {
+            isolation: take(&mut stored, "isolation"),
+            pre_promotion: take(&mut stored, "prePromotion"),
+            shadow: take(&mut stored, "shadow"),
+        }
+    }
 }
 
 /// One running instance, where to reach it and where its log is.
@@ -64,6 +115,7 @@ impl ServiceStatus {
         rollout: &Rollout,
         events: Vec<StoredEvent>,
         instances: Vec<InstanceView>,
+        reports: BTreeMap<String, serde_json::Value>,
     ) -> Self {
         let plan = rollout.plan.as_ref();
         ServiceStatus {
@@ -81,6 +133,7 @@ impl ServiceStatus {
             last_checks: rollout.last_checks.clone(),
             events,
             instances,
+            reports: Reports::from_stored(reports),
         }
     }
 

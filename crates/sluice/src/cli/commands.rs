@@ -141,7 +141,7 @@ pub async fn events(data_dir: &DataDir, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sluice pause|resume|promote|abort NAME`
+/// `sluice pause|resume|promote|abort|approve|retry|undo NAME`
 pub async fn command(data_dir: &DataDir, name: &str, command: &str) -> Result<ExitCode> {
     let client = Client::for_data_dir(data_dir)?;
     let path = format!("/v1/services/{name}/{command}");

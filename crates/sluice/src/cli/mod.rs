@@ -106,8 +106,14 @@ pub enum Command {
     Resume { name: String },
     /// Skip the rest of the analysis and promote the candidate.
     Promote { name: String },
-    /// Roll the candidate back now.
+    /// Roll the candidate back now (after a blue/green switch: switch back while the old revision still runs).
     Abort { name: String },
+    /// Open the gate a rollout waits at, as a 2xx answer from its confirm-* webhook would.
+    Approve { name: String },
+    /// Start the rollout of a rolled-back candidate again.
+    Retry { name: String },
+    /// Roll a promoted service back to the revision it had before: a new rollout of that revision.
+    Undo { name: String },
     /// Run a whole demo: v1, then a healthy v2 promoted, then a failing v3 rolled back.
     Demo {
         /// Time on each canary step (realistic pacing: 30s or more).
@@ -174,6 +180,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Resume { name } => commands::command(&data_dir, &name, "resume").await,
         Command::Promote { name } => commands::command(&data_dir, &name, "promote").await,
         Command::Abort { name } => commands::command(&data_dir, &name, "abort").await,
+        Command::Approve { name } => commands::command(&data_dir, &name, "approve").await,
+        Command::Retry { name } => commands::command(&data_dir, &name, "retry").await,
+        Command::Undo { name } => commands::command(&data_dir, &name, "undo").await,
         Command::Demo { interval, rate } => crate::demo::run(interval, rate).await,
         Command::DemoApp(app) => commands::demo_app(app).await,
         Command::Bench(BenchCommand::Analysis {

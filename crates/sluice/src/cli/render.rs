@@ -5,7 +5,7 @@ use std::fmt::Write;
 use sluice_engine::Severity;
 use sluice_store::StoredEvent;
 
-use crate::model::{Outcome, ServiceStatus, ServiceSummary};
+use crate::model::{Outcome, ServiceStatus, ServiceSummary, StageReport};
 
 /// One event as a log line.
 pub fn event_line(event: &StoredEvent) -> String {
@@ -96,6 +96,7 @@ pub fn status(status: &ServiceStatus) -> String {
             );
         }
     }
+    stage_reports(&mut out, status);
     if !status.instances.is_empty() {
         let _ = writeln!(out, "instances:");
         for i in &status.instances {
@@ -117,4 +118,51 @@ pub fn status(status: &ServiceStatus) -> String {
         }
     }
     out
+}
+
+/// The stages' reports: what the checks found, and which fields the shadow stage saw differ.
+fn stage_reports(out: &mut String, status: &ServiceStatus) {
+    let reports = &status.reports;
+    for (title, report) in [
+        ("isolation", &reports.isolation),
+        ("pre-promotion", &reports.pre_promotion),
+    ] {
+        if let Some(report) = report {
+            stage_report(out, title, report);
+        }
+    }
+    let Some(shadow) = &reports.shadow else { return };
+    let _ = writeln!(out, "shadow:    {}", shadow.summary());
+    for field in shadow.fields.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "  {:<32} candidate {:>6.2}%  stables {:>6.2}%  {}",
+            field.field,
+            field.candidate_rate,
+            field.noise_rate,
+            if field.real { "REAL" } else { "noise" }
+        );
+        if field.real {
+            for example in field.examples.iter().take(2) {
+                let _ = writeln!(
+                    out,
+                    "    {}: stable {}  candidate {}",
+                    example.request, example.primary, example.candidate
+                );
+            }
+        }
+    }
+}
+
+fn stage_report(out: &mut String, title: &str, report: &StageReport) {
+    if let Some(checks) = &report.checks {
+        let _ = writeln!(out, "{title}: {}", checks.summary());
+        for smoke in checks.smoke.iter().filter(|s| !s.passed) {
+            let _ = writeln!(out, "  {}", smoke.reason);
+        }
+    }
+    for hook in &report.webhooks {
+        let verdict = if hook.passed { "pass" } else { "FAIL" };
+        let _ = writeln!(out, "{title} webhook {}: {verdict} ({})", hook.hook, hook.detail);
+    }
 }

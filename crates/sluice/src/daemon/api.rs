@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
 use serde::Deserialize;
-use sluice_engine::{Command, Rollout};
+use sluice_engine::{Command, Phase, Rollout};
 
 use super::Daemon;
 use super::telemetry;
@@ -148,10 +148,13 @@ async fn command(
         "resume" => Command::Resume,
         "promote" => Command::Promote,
         "abort" => Command::Abort,
+        "approve" => Command::Approve,
+        "retry" => Command::Retry,
+        "undo" => return undo(&daemon, &name),
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("unknown command {other:?}: expected pause, resume, promote or abort"),
+                format!("unknown command {other:?}: expected pause, resume, promote, abort, approve, retry or undo"),
             ));
         }
     };
@@ -165,6 +168,43 @@ async fn command(
     daemon.store.queue_command(&name, command, Timestamp::now())?;
     daemon.controller.wake(&name);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "queued": command }))))
+}
+
+/// Undo is not a command to the engine but a new desired state: the spec as applied, with the revision the
+/// last promotion replaced. Its rollout then runs like any other, through the same stages and analysis.
+fn undo(daemon: &Daemon, name: &str) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (applied, rollout) = rollout_of(daemon, name)?;
+    if rollout.phase != Phase::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "cannot undo the rollout of {name} in phase {}: only a promoted rollout can be undone",
+                rollout.display_phase()
+            ),
+        ));
+    }
+    let previous = rollout.previous.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} has no previous revision to go back to"),
+        )
+    })?;
+    let revision = daemon.store.revision(name, previous)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("revision {} of {name} is no longer in the store", previous.name),
+        )
+    })?;
+    let mut spec = applied.spec.clone();
+    spec.spec.revision = revision;
+    // JSON is YAML: the stored text stays a spec `sluice apply` would take.
+    let text = serde_json::to_string_pretty(&spec)?;
+    daemon.store.apply_spec(&text, &spec, Timestamp::now())?;
+    daemon.controller.wake(name);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "undo": { "from": rollout.stable.map(|r| r.name), "to": previous.name } })),
+    ))
 }
 
 fn rollout_of(daemon: &Daemon, name: &str) -> Result<(sluice_store::AppliedSpec, Rollout), ApiError> {
@@ -194,7 +234,14 @@ async fn status(State(daemon): State<Shared>, Path(name): Path<String>) -> Resul
             log: i.log_path,
         })
         .collect();
-    Ok(Json(ServiceStatus::new(applied.revision, &rollout, events, instances)))
+    let reports = daemon.store.reports(&name)?;
+    Ok(Json(ServiceStatus::new(
+        applied.revision,
+        &rollout,
+        events,
+        instances,
+        reports,
+    )))
 }
 
 async fn list(State(daemon): State<Shared>) -> Result<Json<Vec<ServiceSummary>>, ApiError> {
