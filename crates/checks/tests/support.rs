@@ -89,6 +89,8 @@ pub async fn demo_app(latency: Duration, error_rate: f64) -> AppHandle {
         error_rate,
         latency,
         latency_jitter: Duration::ZERO,
+        fail_methods: Vec::new(),
+        price_change: 0.0,
     })
     .await
     .unwrap()

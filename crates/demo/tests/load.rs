@@ -28,6 +28,8 @@ async fn demo_app(revision: &str, error_rate: f64, latency: Duration) -> AppHand
         error_rate,
         latency,
         latency_jitter: Duration::ZERO,
+        fail_methods: Vec::new(),
+        price_change: 0.0,
     })
     .await
     .unwrap()

@@ -23,9 +23,9 @@ impl LatencyPlan {
     }
 }
 
-/// A well-mixed hash of the request number (SplitMix64's finaliser); consecutive inputs give
-/// unrelated outputs, which is all a jitter needs.
-fn splitmix64(input: u64) -> u64 {
+/// A well-mixed hash (SplitMix64's finaliser, a bijection of `u64`); consecutive inputs give
+/// unrelated outputs, which is all a jitter, a price or a request id needs.
+pub(crate) fn splitmix64(input: u64) -> u64 {
     let mut z = input.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

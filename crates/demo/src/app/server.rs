@@ -6,11 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -23,8 +24,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use super::error_schedule::ErrorSchedule;
+use super::item::{BAD_ID_BODY, ItemCatalogue, ItemPath};
 use super::latency::LatencyPlan;
-use super::{AppConfig, InvalidAppConfig};
+use super::{AppConfig, InvalidAppConfig, InvalidPriceChange};
 
 /// How long in-flight requests may take to finish after shutdown, on top of the configured latency.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -37,10 +39,14 @@ const HEALTH_PATH: &str = "/healthz";
 /// finish.
 ///
 /// Every response carries `x-revision: <revision>`. `GET /healthz` answers 200 `ok` at once and
-/// never fails. Any other path answers, after the configured latency, 200 `hello from <revision>`,
-/// except that exactly a fraction `error_rate` of those requests get a 500: request `n` (counted
-/// from 1) fails iff `floor(n * rate) > floor((n - 1) * rate)`, so 5% is exactly every twentieth
-/// request.
+/// never fails. `/api/items/{id}` (any method) answers, after the configured latency, 200 with
+/// `application/json`
+/// `{"id":7,"name":"item-7","price":12.34,"currency":"EUR","requestId":"<hex>","servedAt":<unix ns>}`:
+/// the price depends on the id and `price_change` only, `requestId` and `servedAt` differ between any two
+/// answers; a non-numeric id gets a JSON 404. Any other path answers, after the latency, 200
+/// `hello from <revision>`. Exactly a fraction `error_rate` of the requests (of those whose method is in
+/// `fail_methods`, when it is not empty) get a 500 instead: request `n` (counted from 1) fails iff
+/// `floor(n * rate) > floor((n - 1) * rate)`, so 5% is exactly every twentieth request.
 pub async fn serve(config: AppConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let behaviour = Behaviour::new(&config).map_err(invalid_input)?;
     let listener = bind(&config).await?;
@@ -95,12 +101,18 @@ struct Behaviour {
     greeting: Bytes,
     failure_body: Bytes,
     errors: ErrorSchedule,
+    /// Methods the error schedule applies to; empty for all.
+    fail_methods: Vec<Method>,
+    /// Every request but health checks, numbered for the latency spread whatever the method.
+    requests_seen: AtomicU64,
     latency: LatencyPlan,
+    items: ItemCatalogue,
 }
 
 impl Behaviour {
     fn new(config: &AppConfig) -> Result<Self, InvalidAppConfig> {
         let errors = ErrorSchedule::new(config.error_rate)?;
+        let price_change = InvalidPriceChange::check(config.price_change)?;
         let revision = match HeaderValue::from_str(&config.revision) {
             Ok(value) if !config.revision.is_empty() => value,
             _ => {
@@ -114,10 +126,13 @@ impl Behaviour {
             greeting: Bytes::from(format!("hello from {}\n", config.revision)),
             failure_body: Bytes::from(format!("injected failure in {}\n", config.revision)),
             errors,
+            fail_methods: config.fail_methods.clone(),
+            requests_seen: AtomicU64::new(0),
             latency: LatencyPlan {
                 base: config.latency,
                 jitter: config.latency_jitter,
             },
+            items: ItemCatalogue::new(price_change),
         })
     }
 
@@ -134,22 +149,40 @@ impl Behaviour {
             discard_body(request.into_body()).await;
             return self.reply(StatusCode::OK, Bytes::from_static(b"ok"));
         }
-        let (number, fails) = self.errors.next_request();
+        let number = self.requests_seen.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        // Only requests the schedule applies to advance it, so "1 in 10 POSTs" holds whatever else is sent.
+        let fails = self.schedules(request.method()) && self.errors.next_request().1;
+        let item = ItemPath::parse(request.uri().path());
         discard_body(request.into_body()).await;
         tokio::time::sleep(self.latency.delay_for(number)).await;
         if fails {
-            self.reply(StatusCode::INTERNAL_SERVER_ERROR, self.failure_body.clone())
-        } else {
-            self.reply(StatusCode::OK, self.greeting.clone())
+            return self.reply(StatusCode::INTERNAL_SERVER_ERROR, self.failure_body.clone());
+        }
+        match item {
+            ItemPath::Other => self.reply(StatusCode::OK, self.greeting.clone()),
+            ItemPath::Item(id) => self.reply_json(StatusCode::OK, Bytes::from(self.items.render(id))),
+            ItemPath::BadId => self.reply_json(StatusCode::NOT_FOUND, Bytes::from_static(BAD_ID_BODY.as_bytes())),
         }
     }
 
+    fn schedules(&self, method: &Method) -> bool {
+        self.fail_methods.is_empty() || self.fail_methods.contains(method)
+    }
+
     fn reply(&self, status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+        self.reply_as(status, body, HeaderValue::from_static("text/plain; charset=utf-8"))
+    }
+
+    fn reply_json(&self, status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+        self.reply_as(status, body, HeaderValue::from_static("application/json"))
+    }
+
+    fn reply_as(&self, status: StatusCode, body: Bytes, content_type: HeaderValue) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(REVISION_HEADER, self.revision.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(CONTENT_TYPE, content_type);
         response
     }
 }
