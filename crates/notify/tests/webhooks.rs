@@ -216,3 +216,29 @@ async fn a_secret_that_cannot_be_read_fails_the_call_without_sending_it() {
         "no unsigned call"
     );
 }
+
+/// Slack, Teams and Discord URLs are `https://`: the call must open a TLS session, not refuse the scheme.
+#[tokio::test]
+async fn an_https_endpoint_is_reached_over_tls() {
+    use tokio::io::AsyncReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let first_byte = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.map(|_| byte[0])
+    });
+    let client = WebhookClient::new().unwrap();
+    let outcome = client
+        .call(
+            &hook(&url, WebhookKind::Event, Duration::from_secs(2), 0),
+            &payload(&hook(&url, WebhookKind::Event, Duration::from_secs(2), 0)),
+            NOW,
+        )
+        .await;
+    // 0x16 opens a TLS handshake record (the ClientHello); the listener answers nothing, so the call fails.
+    assert_eq!(first_byte.await.unwrap().unwrap(), 0x16);
+    assert!(!outcome.passed);
+    assert!(!outcome.detail.contains("scheme"), "{}", outcome.detail);
+}
