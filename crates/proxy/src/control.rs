@@ -217,6 +217,10 @@ impl Control {
                 }
             };
             let tls_plane = plane.clone();
+            let lean = server::Lean {
+                plane: plane.clone(),
+                listen,
+            };
             server::serve(
                 listener,
                 move || {
@@ -228,6 +232,7 @@ impl Control {
                     let origin = Origin::new(listen, peer, tls);
                     service_fn(move |request| forward::forward(plane.clone(), origin.clone(), request))
                 },
+                Some(lean),
                 stop,
             )
             .await;

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -30,7 +31,7 @@ use crate::upstream::{ConnectError, Connection, Endpoint};
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), so a proxy
 /// must not pass them on. `Upgrade` is among them: an upgrade is re-requested explicitly, hop by hop.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -41,9 +42,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request came from, fixed for the life of a client connection.
 #[derive(Clone)]
@@ -204,67 +205,23 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Connects to an instance of the revision. An instance that cannot be reached is ejected and the
-    /// next one tried (nothing was sent yet, so any request may move); only when no instance of the revision
-    /// can be reached does the client get a `502`.
+    /// Connects to an instance of the revision (see [`connect_instance`]).
     async fn connect(&self) -> Result<(Arc<Endpoint>, Connection), Response<ProxyBody>> {
-        let attempts = self.backend.instance_count();
-        let mut attempt = 0;
-        loop {
-            let Some(endpoint) = self.backend.pick_instance(self.received) else {
-                return Err(message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("revision {}: no instances", self.backend.revision()),
-                ));
-            };
-            match endpoint
-                .connect(self.service.protocol, self.service.connect_timeout)
-                .await
-            {
-                Ok(connection) => return Ok((endpoint.clone(), connection)),
-                Err(error) => {
-                    self.backend.stats().connect_failed();
-                    attempt += 1;
-                    // The failed instance is ejected now, so a healthy one is another instance.
-                    if attempt >= attempts || !self.backend.has_healthy_instance(Instant::now()) {
-                        return Err(self.connect_failed(endpoint, &error));
-                    }
-                }
-            }
-        }
-    }
-
-    fn connect_failed(&self, endpoint: &Endpoint, error: &ConnectError) -> Response<ProxyBody> {
-        let mut body = format!(
-            "revision {}: cannot connect to instance {}: ",
-            self.backend.revision(),
-            endpoint.addr
-        );
-        write_chain(&mut body, error);
-        // Debug, not warn: a down instance fails every request sent to it, and the counts already say so.
-        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
-        message(StatusCode::BAD_GATEWAY, body)
+        let protocol = self.service.protocol;
+        let timeout = self.service.connect_timeout;
+        connect_instance(self.backend, self.received, |endpoint| async move {
+            endpoint.connect(protocol, timeout).await
+        })
+        .await
+        .map_err(|(status, text)| message(status, text))
     }
 
     fn bad_gateway(&self, endpoint: &Endpoint, error: &hyper::Error) -> Response<ProxyBody> {
-        let mut body = format!(
-            "revision {}: failed to answer from instance {}: ",
-            self.backend.revision(),
-            endpoint.addr
-        );
-        write_chain(&mut body, error);
-        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
-        message(StatusCode::BAD_GATEWAY, body)
+        message(StatusCode::BAD_GATEWAY, failed_answer(self.backend, endpoint, error))
     }
 
     fn gateway_timeout(&self, endpoint: &Endpoint, timeout: Duration) -> Response<ProxyBody> {
-        let body = format!(
-            "revision {}: request timeout: instance {} sent no answer within {timeout:?}",
-            self.backend.revision(),
-            endpoint.addr
-        );
-        tracing::debug!(revision = self.backend.revision(), instance = %endpoint.addr, "{body}");
-        message(StatusCode::GATEWAY_TIMEOUT, body)
+        message(StatusCode::GATEWAY_TIMEOUT, timed_out(self.backend, endpoint, timeout))
     }
 
     /// Measures an answer whose body is already complete (the proxy's own, or a `101`).
@@ -281,6 +238,77 @@ impl Exchange<'_> {
         );
         response
     }
+}
+
+/// Connects to an instance of the revision with `connect`. An instance that cannot be reached is ejected
+/// (by the endpoint) and the next one tried, since nothing was sent yet and any request may move; only when no
+/// instance of the revision can be reached is the answer an error: its status and the text that says why.
+pub(crate) async fn connect_instance<C, F, Fut>(
+    backend: &BackendRoutes,
+    received: Instant,
+    mut connect: F,
+) -> Result<(Arc<Endpoint>, C), (StatusCode, String)>
+where
+    F: FnMut(Arc<Endpoint>) -> Fut,
+    Fut: Future<Output = Result<C, ConnectError>>,
+{
+    let attempts = backend.instance_count();
+    let mut attempt = 0;
+    loop {
+        let Some(endpoint) = backend.pick_instance(received) else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("revision {}: no instances", backend.revision()),
+            ));
+        };
+        match connect(endpoint.clone()).await {
+            Ok(connection) => return Ok((endpoint.clone(), connection)),
+            Err(error) => {
+                backend.stats().connect_failed();
+                attempt += 1;
+                // The failed instance is ejected now, so a healthy one is another instance.
+                if attempt >= attempts || !backend.has_healthy_instance(Instant::now()) {
+                    return Err((StatusCode::BAD_GATEWAY, cannot_connect(backend, endpoint, &error)));
+                }
+            }
+        }
+    }
+}
+
+/// The `502` text when no instance of the revision could be reached.
+fn cannot_connect(backend: &BackendRoutes, endpoint: &Endpoint, error: &ConnectError) -> String {
+    let mut body = format!(
+        "revision {}: cannot connect to instance {}: ",
+        backend.revision(),
+        endpoint.addr
+    );
+    write_chain(&mut body, error);
+    // Debug, not warn: a down instance fails every request sent to it, and the counts already say so.
+    tracing::debug!(revision = backend.revision(), instance = %endpoint.addr, "{body}");
+    body
+}
+
+/// The `502` text when an instance broke off the exchange before its answer's headers.
+pub(crate) fn failed_answer(backend: &BackendRoutes, endpoint: &Endpoint, error: &dyn StdError) -> String {
+    let mut body = format!(
+        "revision {}: failed to answer from instance {}: ",
+        backend.revision(),
+        endpoint.addr
+    );
+    write_chain(&mut body, error);
+    tracing::debug!(revision = backend.revision(), instance = %endpoint.addr, "{body}");
+    body
+}
+
+/// The `504` text when an instance sent no answer headers within the request timeout.
+pub(crate) fn timed_out(backend: &BackendRoutes, endpoint: &Endpoint, timeout: Duration) -> String {
+    let body = format!(
+        "revision {}: request timeout: instance {} sent no answer within {timeout:?}",
+        backend.revision(),
+        endpoint.addr
+    );
+    tracing::debug!(revision = backend.revision(), instance = %endpoint.addr, "{body}");
+    body
 }
 
 fn write_chain(out: &mut String, error: &dyn StdError) {
@@ -395,13 +423,18 @@ pub(crate) fn set_uri(parts: &mut Parts, protocol: UpstreamProtocol, endpoint: &
 
 /// A fresh request id: 16 hex digits, unique within the process and unlikely to repeat across processes.
 fn request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_digits()).expect("hex digits are a valid header value")
+}
+
+/// The digits of a fresh request id, written straight into a head by the lean path.
+pub(crate) fn request_id_digits() -> [u8; 16] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let id = affinity::fresh_id();
     let mut text = [0_u8; 16];
     for (index, digit) in text.iter_mut().enumerate() {
         *digit = HEX[((id >> (60 - 4 * index)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+    text
 }
 
 /// Removes hop-by-hop headers; for an upgrade request, `Upgrade` itself is kept.

@@ -151,6 +151,7 @@ mod control;
 mod error;
 mod exposition;
 mod forward;
+mod lean;
 mod lifecycle;
 mod matching;
 mod mirror;

@@ -115,6 +115,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
             let api = api.clone();
             service_fn(move |request| admin::handle(api.clone(), request))
         },
+        None,
         async move { server::signalled(&mut stop).await },
     ));
     tracing::info!(admin = %admin_addr, "proxy started");

@@ -4,6 +4,33 @@ use http::HeaderMap;
 use http::header::{COOKIE, HeaderName};
 use regex::Regex;
 
+/// Request headers as routing reads them: hyper's [`HeaderMap`], or the lean path's parsed head, which is
+/// routed without building a map.
+pub(crate) trait HeaderSource {
+    /// Every value of the header `name`, in the order received.
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// The first value of the header `name`.
+    fn first<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+}
+
+impl HeaderSource for HeaderMap {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+    }
+}
+
+impl HeaderSource for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        // `HeaderName`s are lower case; names on the wire may not be.
+        self.iter()
+            .filter(move |header| header.name.eq_ignore_ascii_case(name.as_str()))
+            .map(|header| header.value)
+    }
+}
+
 use crate::routes::{MatchRule, StringMatch};
 
 /// A compiled condition on one value.
@@ -55,23 +82,21 @@ impl Conditions {
     }
 
     /// Whether every condition holds; a header condition holds if any of the header's values matches.
-    pub(crate) fn matches(&self, headers: &HeaderMap) -> bool {
-        self.headers.iter().all(|(name, matcher)| {
-            headers
-                .get_all(name)
-                .iter()
-                .any(|value| matcher.matches(value.as_bytes()))
-        }) && self
-            .cookies
+    pub(crate) fn matches<H: HeaderSource + ?Sized>(&self, headers: &H) -> bool {
+        self.headers
             .iter()
-            .all(|(name, matcher)| cookie(headers, name).is_some_and(|value| matcher.matches(value)))
+            .all(|(name, matcher)| headers.values(name).any(|value| matcher.matches(value)))
+            && self
+                .cookies
+                .iter()
+                .all(|(name, matcher)| cookie(headers, name).is_some_and(|value| matcher.matches(value)))
     }
 }
 
 /// The value of the first cookie named `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get_all(COOKIE).iter().find_map(|value| {
-        value.as_bytes().split(|b| *b == b';').find_map(|pair| {
+pub(crate) fn cookie<'h, H: HeaderSource + ?Sized>(headers: &'h H, name: &str) -> Option<&'h [u8]> {
+    headers.values(&COOKIE).find_map(|value| {
+        value.split(|b| *b == b';').find_map(|pair| {
             let pair = pair.trim_ascii();
             let position = pair.iter().position(|b| *b == b'=')?;
             let (key, value) = pair.split_at(position);

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::Method;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::affinity::{self, AffinityRanges};
 use crate::balancer::WeightedSchedule;
-use crate::matching::{self, Conditions};
+use crate::matching::{self, Conditions, HeaderSource};
 use crate::routes::{DEFAULT_ROUTE, RouteTable, ServiceRoute, SessionAffinity, TableError, UpstreamProtocol};
 use crate::stats::{Recorder, RevisionStats, StatsRegistry};
 use crate::upstream::{Endpoint, EndpointRegistry};
@@ -237,7 +237,7 @@ impl ServiceRoutes {
 
     /// Where a request goes: the first matching rule, else the user's affinity range, else the weighted
     /// split. `None` when no revision takes traffic.
-    pub(crate) fn route(&self, headers: &HeaderMap) -> Option<Decision<'_>> {
+    pub(crate) fn route<H: HeaderSource + ?Sized>(&self, headers: &H) -> Option<Decision<'_>> {
         for rule in &self.rules {
             if rule.conditions.matches(headers) {
                 let backend = self.backends.get(rule.backend)?;
@@ -261,6 +261,11 @@ impl ServiceRoutes {
             recorder: &backend.default_route,
             set_cookie,
         })
+    }
+
+    /// Whether a share of the service's requests is mirrored.
+    pub(crate) fn has_mirror(&self) -> bool {
+        self.mirror.is_some()
     }
 
     /// The revision mirrored copies go to.
@@ -310,11 +315,11 @@ impl ServiceRoutes {
 
 impl Affinity {
     /// The backend for the user's key and, for a new cookie user, the cookie to set.
-    fn pick(&self, headers: &HeaderMap) -> Option<(usize, Option<HeaderValue>)> {
+    fn pick<H: HeaderSource + ?Sized>(&self, headers: &H) -> Option<(usize, Option<HeaderValue>)> {
         match &self.key {
             AffinityKey::Header(name) => {
-                let key = headers.get(name)?;
-                Some((self.ranges.pick(key.as_bytes())?, None))
+                let key = headers.first(name)?;
+                Some((self.ranges.pick(key)?, None))
             }
             AffinityKey::Cookie { name } => {
                 if let Some(key) = matching::cookie(headers, name).filter(|key| !key.is_empty()) {
@@ -375,6 +380,7 @@ impl BackendRoutes {
 mod tests {
     use super::*;
     use crate::routes::{Backend, MatchRule, StringMatch};
+    use http::HeaderMap;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))

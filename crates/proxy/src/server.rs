@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -16,6 +17,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+
+use crate::forward::Origin;
+use crate::lean;
+use crate::plane::DataPlane;
+
+/// What the lean HTTP/1.1 path needs to serve a service listener's connections.
+pub(crate) struct Lean {
+    pub(crate) plane: Arc<DataPlane>,
+    pub(crate) listen: SocketAddr,
+}
 
 /// How long in-flight requests get to finish once a listener stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,10 +42,14 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// `tls_for` is asked at each connection whether to speak TLS, so a new certificate applies to the next
 /// connection; `service_for` learns the client's address and whether TLS is in use.
+///
+/// With `lean`, plain-text connections start on the lean HTTP/1.1 path, which hands them to hyper (with this
+/// `service_for`'s service) at the first request it does not take.
 pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     tls_for: impl Fn() -> Option<TlsAcceptor>,
     mut service_for: impl FnMut(SocketAddr, bool) -> S,
+    lean: Option<Lean>,
     stop: impl Future<Output = ()>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
@@ -61,6 +76,24 @@ pub(crate) async fn serve<S, B>(
                     // Small request/response exchanges must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
                     match tls_for() {
+                        None if lean.is_some() => {
+                            let Some(lean) = &lean else { continue };
+                            let service = service_for(peer, false);
+                            let builder = builder.clone();
+                            let origin = Origin::new(lean.listen, peer, false);
+                            connections.spawn(lean::serve(
+                                lean.plane.clone(),
+                                origin,
+                                stream,
+                                draining.clone(),
+                                move |io, draining| {
+                                    let connection = builder
+                                        .serve_connection_with_upgrades(TokioIo::new(io), service)
+                                        .into_owned();
+                                    serve_connection(connection, draining)
+                                },
+                            ));
+                        }
                         None => {
                             let connection = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service_for(peer, false))

@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -58,11 +59,19 @@ struct IdleConnection {
     since: Instant,
 }
 
+/// A keep-alive connection of the lean HTTP/1.1 path, between two exchanges.
+struct IdleStream {
+    stream: TcpStream,
+    since: Instant,
+}
+
 /// One worker's connections to one instance; aligned so workers never share a cache line.
 #[repr(align(128))]
 #[derive(Default)]
 struct WorkerConnections {
     idle: Mutex<Vec<IdleConnection>>,
+    /// Connections the lean path drives itself (no hyper connection task), kept apart from hyper's.
+    idle_streams: Mutex<Vec<IdleStream>>,
     http2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
 }
 
@@ -182,7 +191,41 @@ impl Endpoint {
         }
     }
 
-    async fn open(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    /// An idle keep-alive stream of the lean path, most recently used first, or `None`.
+    ///
+    /// A stream the instance closed while it sat idle is noticed without a system call in the common case: the
+    /// reactor has then marked it readable, and only such a stream is probed with a read.
+    pub(crate) fn idle_stream(&self, now: Instant) -> Option<TcpStream> {
+        let mut idle = lock(&self.worker().idle_streams);
+        while let Some(IdleStream { stream, since }) = idle.pop() {
+            if now.saturating_duration_since(since) > IDLE_TIMEOUT {
+                continue;
+            }
+            let mut context = Context::from_waker(Waker::noop());
+            if stream.poll_read_ready(&mut context).is_pending() {
+                return Some(stream);
+            }
+            // Readable while idle: closed (EOF), or sending what nobody asked for. `WouldBlock` means the
+            // readiness was stale (the last answer filled the read buffer exactly); the probe clears it.
+            if let Err(error) = stream.try_read(&mut [0_u8; 1])
+                && error.kind() == io::ErrorKind::WouldBlock
+            {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Gives back a lean-path stream whose exchange ended cleanly (answer read to its end, keep-alive).
+    pub(crate) fn release_stream(&self, stream: TcpStream, now: Instant) {
+        let mut idle = lock(&self.worker().idle_streams);
+        if idle.len() < MAX_IDLE_PER_WORKER {
+            idle.push(IdleStream { stream, since: now });
+        }
+    }
+
+    /// A new TCP connection to the instance (`TCP_NODELAY` set); a failure ejects the instance.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
