@@ -2,5 +2,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod prometheus;
+mod release;
 mod rollout;
 mod support;
+mod hooks;

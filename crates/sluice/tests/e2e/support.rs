@@ -301,3 +301,140 @@ pub fn pids(status: &Value, revision: &str) -> Vec<u64> {
         .filter_map(|i| i["pid"].as_u64())
         .collect()
 }
+
+// ---- Release path (stages and strategies) ----
+
+impl Sluice {
+    /// User traffic through the proxy cycling through `requests` (headers steer match rules), bounded in time and
+    /// count.
+    pub fn users_sending(&self, requests: Vec<RequestTemplate>, rate: f64, seconds: u64) -> LoadHandle {
+        load::start(LoadConfig {
+            target: self.listen,
+            requests,
+            rate,
+            duration: Duration::from_secs(seconds),
+            max_requests: (rate * seconds as f64) as u64,
+            max_in_flight: 128,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+}
+
+/// A GET of `/` carrying `headers`, for traffic that must (or must not) match a rule.
+pub fn get_with(headers: &[(&str, &str)]) -> RequestTemplate {
+    RequestTemplate {
+        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        ..RequestTemplate::get("/")
+    }
+}
+
+/// How many of the counted requests `revision` answered (by the `x-revision` header).
+pub fn served_by(revisions: &[sluice_demo::load::RevisionLoad], revision: &str) -> u64 {
+    revisions
+        .iter()
+        .filter(|r| r.revision == revision)
+        .map(|r| r.requests)
+        .sum()
+}
+
+/// The command line of the demo service at `revision` with extra flags (`--latency 300ms`, `--error-rate 1`).
+pub fn demo_command_with(revision: &str, flags: &[&str]) -> String {
+    let mut args = vec![
+        SLUICE.to_string(),
+        "demo-app".into(),
+        "--listen".into(),
+        "127.0.0.1:{port}".into(),
+        "--revision".into(),
+        revision.into(),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    serde_json::to_string(&args).unwrap()
+}
+
+/// A spec of the `web` service whose strategy and stages are given as YAML (indented under `spec:`), with one
+/// instance per revision and the threshold judge on the default checks.
+pub fn release_spec(listen: SocketAddr, revision: &str, command: &str, release: &str) -> String {
+    format!(
+        r#"apiVersion: sluice.dev/v1alpha1
+kind: Service
+metadata:
+  name: web
+spec:
+  listen: {listen}
+  revision:
+    name: {revision}
+    process:
+      command: {command}
+      readiness: {{ http: /healthz, timeout: 1s }}
+  progressDeadline: 5s
+{release}
+  analysis:
+    judge: threshold
+    threshold: 1
+    metrics:
+      - name: request-success-rate
+        thresholdRange: {{ min: 99 }}
+"#
+    )
+}
+
+/// One user sending requests one after another, recording which revision answered each (`error` for a failure),
+/// in order. Bounded by `limit` requests and stopped by [`Prober::stop`].
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Prober {
+    /// Starts sending GET `/` to `target` with `headers`, pausing `pause` between requests.
+    pub fn start(target: SocketAddr, headers: &[(&str, &str)], pause: Duration, limit: usize) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut seen = Vec::new();
+            while seen.len() < limit && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut request = client.get(format!("http://{target}/"));
+                for (name, value) in &headers {
+                    request = request.header(name, value);
+                }
+                let revision = match request.send().await {
+                    Ok(response) if response.status().is_success() => response
+                        .headers()
+                        .get("x-revision")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_string(),
+                    _ => "error".to_string(),
+                };
+                seen.push(revision);
+                tokio::time::sleep(pause).await;
+            }
+            seen
+        });
+        Prober { stop, task }
+    }
+
+    /// Stops sending and returns the revisions that answered, in order.
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// The runs of equal values in order: `[v1, v1, v2]` gives `[("v1", 2), ("v2", 1)]`.
+pub fn runs(seen: &[String]) -> Vec<(String, usize)> {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for value in seen {
+        match runs.last_mut() {
+            Some((last, count)) if last == value => *count += 1,
+            _ => runs.push((value.clone(), 1)),
+        }
+    }
+    runs
+}
