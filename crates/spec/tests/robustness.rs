@@ -5,6 +5,13 @@ use serde_json::Value;
 use sluice_spec::parse;
 
 const FULL: &str = include_str!("fixtures/full.yaml");
+/// Every spec field users may mutate: the full canary spec and the examples with stages, webhooks and alerts.
+const VALID: [&str; 4] = [
+    FULL,
+    include_str!("../../../examples/canary-with-stages.yaml"),
+    include_str!("../../../examples/blue-green.yaml"),
+    include_str!("../../../examples/ab-test.yaml"),
+];
 
 /// What a mutation does at the chosen place in the document.
 #[derive(Clone, Debug)]
@@ -112,9 +119,10 @@ proptest! {
 
     #[test]
     fn mutated_valid_specs_are_accepted_or_reported_by_field(
+        valid in prop::sample::select(VALID.to_vec()),
         choices in proptest::collection::vec((any::<prop::sample::Index>(), mutation()), 1..4)
     ) {
-        let mut document: Value = serde_saphyr::from_str(FULL).unwrap();
+        let mut document: Value = serde_saphyr::from_str(valid).unwrap();
         for (index, mutation) in &choices {
             let mut all: Vec<Vec<String>> = Vec::new();
             places(&document, &mut Vec::new(), &mut all);
