@@ -4,6 +4,7 @@ mod admin;
 mod common;
 mod forwarding;
 mod health;
+mod lean;
 mod metrics;
 mod mirror;
 mod protocols;
