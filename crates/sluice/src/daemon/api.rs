@@ -275,7 +275,7 @@ async fn events(
 }
 
 async fn metrics(State(daemon): State<Shared>) -> Result<Response, ApiError> {
-    let text = telemetry::render(&daemon.store)?;
+    let text = telemetry::render(&daemon.store, daemon.controller.notification_counters())?;
     Ok((
         [(
             "content-type",

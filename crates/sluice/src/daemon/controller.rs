@@ -78,6 +78,11 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             .collect()
     }
 
+    /// What became of the notifications and fire-and-forget webhooks so far.
+    pub fn notification_counters(&self) -> sluice_notify::Counters {
+        self.release.notification_counters()
+    }
+
     /// Starts a control loop for every stored service.
     pub fn start_all(self: &Arc<Self>) -> Result<()> {
         for service in self.store.services()? {

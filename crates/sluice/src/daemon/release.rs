@@ -234,6 +234,11 @@ impl ReleaseIo {
         }
     }
 
+    /// What became of the notifications and fire-and-forget webhooks so far.
+    pub fn notification_counters(&self) -> sluice_notify::Counters {
+        self.dispatcher.counters()
+    }
+
     /// Calls the webhooks of a kind whose answers change nothing, without waiting for them.
     pub fn fire(&self, spec: &ServiceSpec, rollout: &Rollout, kind: WebhookKind) {
         for hook in spec.spec.webhooks.iter().filter(|h| h.kind == kind) {

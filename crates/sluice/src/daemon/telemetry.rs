@@ -8,18 +8,21 @@
 //! | `sluice_canary_weight` | `service` | the candidate's share of traffic, percent |
 //! | `sluice_failed_checks` | `service` | failed checks counted in the current rollout |
 //! | `sluice_rollout_generation` | `service` | decisions taken for the service so far |
+//! | `sluice_notifications_total` | `outcome` | notifications and fire-and-forget webhooks `delivered`, `failed` (after retries) or `dropped` (backlog full) since the daemon started |
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sluice_engine::Phase;
+use sluice_notify::Counters;
 use sluice_store::Store;
 
 type Labelled = Family<Vec<(String, String)>, Gauge>;
 
 /// Renders the current metrics in the OpenMetrics text format.
-pub fn render(store: &Store) -> Result<String, anyhow::Error> {
+pub fn render(store: &Store, notifications: Counters) -> Result<String, anyhow::Error> {
     let phases = Labelled::default();
     let paused = Labelled::default();
     let weight = Labelled::default();
@@ -30,6 +33,8 @@ pub fn render(store: &Store) -> Result<String, anyhow::Error> {
         Phase::Initializing,
         Phase::Failed,
         Phase::Deploying,
+        Phase::Isolation,
+        Phase::Shadow,
         Phase::Progressing,
         Phase::Promoting,
         Phase::Finalising,
@@ -61,6 +66,21 @@ pub fn render(store: &Store) -> Result<String, anyhow::Error> {
         "rollout_generation",
         "Decisions taken for the service so far",
         generation,
+    );
+    let deliveries = Family::<Vec<(String, String)>, Counter>::default();
+    for (outcome, count) in [
+        ("delivered", notifications.delivered),
+        ("failed", notifications.failed),
+        ("dropped", notifications.dropped),
+    ] {
+        deliveries
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc_by(count);
+    }
+    registry.register(
+        "notifications",
+        "Notifications and fire-and-forget webhooks by outcome",
+        deliveries,
     );
     let mut text = String::new();
     encode(&mut text, &registry)?;
