@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_demo::load::{LoadHandle, RequestTemplate};
 
 use super::support::*;
 
@@ -44,7 +45,9 @@ async fn left_running(status: &Value, revision: &str) {
 async fn release_a_candidate_failing_a_smoke_check_is_rolled_back_before_serving_a_single_user() {
     let mut sluice = serving_v1(CANARY).await;
     let users = sluice.users(100.0, 20);
-    let isolation = format!("{CANARY}\n  stages:\n    isolation:\n      smoke:\n        - path: /healthz\n        - path: /\n          expectBody: hello");
+    let isolation = format!(
+        "{CANARY}\n  stages:\n    isolation:\n      smoke:\n        - path: /healthz\n        - path: /\n          expectBody: hello"
+    );
     apply(&sluice, "v2", &demo_command("v2", 1.0), &isolation);
     let status = sluice
         .wait_for("web", Duration::from_secs(15), |s| phase(s) == "RolledBack")
@@ -57,11 +60,18 @@ async fn release_a_candidate_failing_a_smoke_check_is_rolled_back_before_serving
         events.contains("isolation checks failed") && events.contains("GET /: expected 200, got 500"),
         "the event names the failed check: {events}"
     );
-    assert!(!events.contains("GET /healthz: expected"), "the passing check is not blamed: {events}");
+    assert!(
+        !events.contains("GET /healthz: expected"),
+        "the passing check is not blamed: {events}"
+    );
     assert_eq!(status["reports"]["isolation"]["checks"]["passed"], false, "{status:#}");
     assert_eq!(stable(&status), "v1");
     assert!(total.total.requests > 300, "users kept sending: {total:?}");
-    assert_eq!(served_by(&total.revisions, "v2"), 0, "users reached the candidate: {total:?}");
+    assert_eq!(
+        served_by(&total.revisions, "v2"),
+        0,
+        "users reached the candidate: {total:?}"
+    );
     assert_eq!(total.total.transport_errors + total.total.server_errors, 0, "{total:?}");
     left_running(&status, "v2").await;
 }
@@ -73,7 +83,12 @@ async fn release_a_candidate_over_the_load_tests_p99_is_rolled_back_and_left_run
     let isolation = format!(
         "{CANARY}\n  stages:\n    isolation:\n      loadTest:\n        requests: [{{ path: / }}]\n        rate: 20\n        duration: 2s\n        slo: {{ p99: 100ms }}"
     );
-    apply(&sluice, "v2", &demo_command_with("v2", &["--latency", "300ms"]), &isolation);
+    apply(
+        &sluice,
+        "v2",
+        &demo_command_with("v2", &["--latency", "300ms"]),
+        &isolation,
+    );
     let status = sluice
         .wait_for("web", Duration::from_secs(20), |s| phase(s) == "RolledBack")
         .await;
@@ -95,7 +110,11 @@ async fn release_a_candidate_over_the_load_tests_p99_is_rolled_back_and_left_run
     assert!((300.0..600.0).contains(&p99), "{failure}");
     assert_eq!(stable(&status), "v1");
     assert!(total.total.requests > 300, "users kept sending: {total:?}");
-    assert_eq!(served_by(&total.revisions, "v2"), 0, "users reached the candidate: {total:?}");
+    assert_eq!(
+        served_by(&total.revisions, "v2"),
+        0,
+        "users reached the candidate: {total:?}"
+    );
     assert_eq!(total.total.transport_errors + total.total.server_errors, 0, "{total:?}");
     left_running(&status, "v2").await;
 }
@@ -153,11 +172,23 @@ async fn release_blue_green_switches_all_users_at_once_without_a_failed_request(
     );
     assert!(runs[0].1 > 20 && runs[1].1 > 20, "{runs:?}");
     assert_eq!(total.total.transport_errors + total.total.server_errors, 0, "{total:?}");
-    assert!(served_by(&total.revisions, "v1") > 100 && served_by(&total.revisions, "v2") > 100, "{total:?}");
+    assert!(
+        served_by(&total.revisions, "v1") > 100 && served_by(&total.revisions, "v2") > 100,
+        "{total:?}"
+    );
     let events = messages(&status);
-    assert!(events.iter().any(|m| m.starts_with("Pre-promotion checks passed")), "{events:?}");
-    assert!(events.iter().any(|m| m == "Promoting v2: routing all traffic to it"), "{events:?}");
-    assert!(v1.iter().all(|pid| !alive(*pid)), "v1 is stopped after the scale-down delay");
+    assert!(
+        events.iter().any(|m| m.starts_with("Pre-promotion checks passed")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m == "Promoting v2: routing all traffic to it"),
+        "{events:?}"
+    );
+    assert!(
+        v1.iter().all(|pid| !alive(*pid)),
+        "v1 is stopped after the scale-down delay"
+    );
 }
 
 /// Blue/green: a new revision failing after the switch (it errs on user requests, which it sees only then) is
@@ -183,7 +214,11 @@ async fn release_blue_green_switches_back_at_once_on_a_failure_during_the_scale_
         switched.elapsed()
     );
     assert_eq!(stable(&status), "v1");
-    assert_eq!(pids(&status, "v1"), v1, "the old revision kept running and takes the traffic back");
+    assert_eq!(
+        pids(&status, "v1"),
+        v1,
+        "the old revision kept running and takes the traffic back"
+    );
     let events = messages(&status).join("\n");
     assert!(
         events.contains("Switching web back to v1: failed after the switch: request-success-rate"),
@@ -256,14 +291,28 @@ async fn release_ab_test_sends_only_matching_requests_to_the_candidate_then_prom
         }
         assert!(tokio::time::Instant::now() < deadline, "no promotion: {after:#}");
     }
-    assert!(served_by(&testers_seen, "v2") > 100, "matching requests reached v2: {testers_seen:?}");
-    assert_eq!(served_by(&testers_seen, "v1"), 0, "matching requests went to v1: {testers_seen:?}");
+    assert!(
+        served_by(&testers_seen, "v2") > 100,
+        "matching requests reached v2: {testers_seen:?}"
+    );
+    assert_eq!(
+        served_by(&testers_seen, "v1"),
+        0,
+        "matching requests went to v1: {testers_seen:?}"
+    );
     assert!(served_by(&others_seen, "v1") > 150, "{others_seen:?}");
-    assert_eq!(served_by(&others_seen, "v2"), 0, "other requests reached v2: {others_seen:?}");
+    assert_eq!(
+        served_by(&others_seen, "v2"),
+        0,
+        "other requests reached v2: {others_seen:?}"
+    );
 
     let status = sluice.status("web").await.unwrap();
     let events = messages(&status);
-    assert!(events.iter().any(|m| m == "Advance A/B test iteration 3/3"), "{events:?}");
+    assert!(
+        events.iter().any(|m| m == "Advance A/B test iteration 3/3"),
+        "{events:?}"
+    );
     let mark = others_stats.snapshot();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let promoted = others_stats.window(&mark);
@@ -276,4 +325,161 @@ async fn release_ab_test_sends_only_matching_requests_to_the_candidate_then_prom
     for load in [others.finish().await, testers.finish().await] {
         assert_eq!(load.total.transport_errors + load.total.server_errors, 0, "{load:?}");
     }
+}
+
+/// A shadow stage of `duration` mirroring every request (of `methods`, when given) before a one-step canary.
+fn shadowed(duration: &str, methods: Option<&str>) -> String {
+    let methods = methods.map_or_else(String::new, |m| format!("\n      methods: {m}"));
+    format!(
+        "{CANARY}\n  stages:\n    shadow:\n      share: 100\n      duration: {duration}\n      maxDiffRate: 1{methods}"
+    )
+}
+
+/// Users reading items and placing an order now and then.
+fn shoppers(sluice: &Sluice, rate: f64, seconds: u64) -> LoadHandle {
+    let order = RequestTemplate::post("/api/items/3", r#"{"quantity":1}"#);
+    sluice.users_sending(
+        vec![
+            RequestTemplate::get("/api/items/1"),
+            RequestTemplate::get("/api/items/2"),
+            order,
+            RequestTemplate::get("/api/items/4"),
+        ],
+        rate,
+        seconds,
+    )
+}
+
+/// The shadow report's field `name`, if it differed at all.
+fn shadow_field<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["reports"]["shadow"]["fields"]
+        .as_array()?
+        .iter()
+        .find(|f| f["field"] == name)
+}
+
+/// A changed price is a real difference and fails the shadow stage; the request id and timestamp, which differ
+/// between any two stable answers too, are noise. Users only ever get v1's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_shadow_flags_a_changed_price_but_not_per_answer_noise_and_rolls_back() {
+    let mut sluice = serving_v1(CANARY).await;
+    let users = shoppers(&sluice, 100.0, 20);
+    apply(
+        &sluice,
+        "v2",
+        &demo_command_with("v2", &["--price-change", "5"]),
+        &shadowed("3s", None),
+    );
+    let status = sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "RolledBack")
+        .await;
+    users.stop();
+    let total = users.finish().await;
+
+    let events = messages(&status).join("\n");
+    assert!(
+        events.contains("shadow diff rate too high") && events.contains("$.price (candidate 100.00%"),
+        "the event names the field: {events}"
+    );
+    let price = shadow_field(&status, "$.price").unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(price["real"], true, "{price:#}");
+    for noise in ["$.requestId", "$.servedAt"] {
+        let field = shadow_field(&status, noise).unwrap_or_else(|| panic!("{noise} differs: {status:#}"));
+        assert_eq!(field["real"], false, "{noise} is noise: {field:#}");
+    }
+    let report = &status["reports"]["shadow"];
+    assert!(report["compared"].as_u64().unwrap() > 100, "{report:#}");
+    let shown = sluice.cli(&["status", "web"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.lines().any(|l| l.contains("$.price") && l.contains("REAL"))
+            && shown.lines().any(|l| l.contains("$.requestId") && l.contains("noise")),
+        "sluice status shows the diff: {shown}"
+    );
+    assert!(total.total.requests > 300, "{total:?}");
+    assert_eq!(
+        served_by(&total.revisions, "v2"),
+        0,
+        "users got a candidate answer: {total:?}"
+    );
+    assert_eq!(total.total.transport_errors + total.total.server_errors, 0, "{total:?}");
+    left_running(&status, "v2").await;
+}
+
+/// A candidate that answers reads like stable passes the shadow stage, although it fails every order: orders are
+/// not idempotent, so none is mirrored (the comparison never sees one) and users get only v1 during the stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_shadow_passes_a_candidate_that_reads_like_stable_and_never_mirrors_a_post() {
+    let sluice = serving_v1(CANARY).await;
+    let users = shoppers(&sluice, 100.0, 20);
+    let stats = users.stats();
+    let fails_orders = demo_command_with("v2", &["--fail-methods", "POST", "--error-rate", "1"]);
+    apply(&sluice, "v2", &fails_orders, &shadowed("3s", None));
+
+    // Users' answers until the stage ends: the release is persisted before its route applies, so until the status
+    // shows it no user was routed to v2.
+    let mut before_release = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let mark = stats.snapshot();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = sluice.status("web").await.unwrap();
+        if messages(&status).iter().any(|m| m.starts_with("Shadow stage passed")) {
+            break status;
+        }
+        before_release.extend(stats.window(&mark).revisions);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shadow stage did not pass: {status:#}"
+        );
+    };
+    users.stop();
+
+    let report = &status["reports"]["shadow"];
+    assert!(report["compared"].as_u64().unwrap() > 100, "{report:#}");
+    assert_eq!(report["withRealDifference"], 0, "{report:#}");
+    assert!(
+        shadow_field(&status, "status").is_none(),
+        "no failed order was compared: {report:#}"
+    );
+    assert_eq!(report["refused"], 0, "no order reached the comparison: {report:#}");
+    assert_eq!(
+        shadow_field(&status, "$.requestId").map(|f| &f["real"]),
+        Some(&Value::Bool(false))
+    );
+    assert!(served_by(&before_release, "v1") > 300, "{before_release:?}");
+    assert_eq!(
+        served_by(&before_release, "v2"),
+        0,
+        "users got a candidate answer: {before_release:?}"
+    );
+}
+
+/// With POST among the shadowed methods, orders are mirrored too: the candidate's failed orders show as a real
+/// `status` difference and roll it back, while users' orders, answered by v1, all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_shadow_mirrors_posts_only_when_the_spec_says_so() {
+    let mut sluice = serving_v1(CANARY).await;
+    let users = shoppers(&sluice, 100.0, 20);
+    let fails_orders = demo_command_with("v2", &["--fail-methods", "POST", "--error-rate", "1"]);
+    apply(&sluice, "v2", &fails_orders, &shadowed("2s", Some("[GET, POST]")));
+    let status = sluice
+        .wait_for("web", Duration::from_secs(20), |s| phase(s) == "RolledBack")
+        .await;
+    users.stop();
+    let total = users.finish().await;
+
+    let events = messages(&status).join("\n");
+    assert!(
+        events.contains("shadow diff rate too high") && events.contains("status"),
+        "{events}"
+    );
+    let differs = shadow_field(&status, "status").unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(differs["real"], true, "{differs:#}");
+    assert_eq!(served_by(&total.revisions, "v2"), 0, "{total:?}");
+    assert_eq!(
+        total.total.transport_errors + total.total.server_errors,
+        0,
+        "users' orders succeeded: {total:?}"
+    );
 }
