@@ -223,6 +223,7 @@ impl Rollout {
             (Some(_), _) => Vec::new(),
             (None, Phase::Progressing) => vec![WebhookKind::Rollout, WebhookKind::Rollback],
             (None, Phase::Isolation | Phase::Shadow) => vec![WebhookKind::Rollback],
+            (None, Phase::Finalising) if self.can_switch_back() => vec![WebhookKind::Rollback],
             (None, _) => Vec::new(),
         };
         kinds.into_iter().filter(|kind| plan.release.has_hook(*kind)).collect()

@@ -455,3 +455,17 @@ fn on_inconclusive_promote_lets_a_quiet_shadow_stage_go_on() {
     observe(&mut sim, Observations::default());
     assert_eq!(sim.rollout.phase, Phase::Progressing);
 }
+
+#[test]
+fn a_late_rollback_answer_does_not_undo_a_finished_rollout() {
+    let mut sim = deploying("v2", plan_with(with_hooks(&[WebhookKind::Rollback])));
+    sim.tick(Health::Ready, None);
+    sim.command(Command::Promote);
+    sim.tick(Health::Ready, None);
+    sim.advance(5);
+    sim.tick(Health::Ready, None);
+    assert_eq!(sim.rollout.phase, Phase::Succeeded);
+    observe(&mut sim, hook(WebhookKind::Rollback, true));
+    assert_eq!(sim.rollout.phase, Phase::Succeeded);
+    assert_eq!(sim.rollout.stable, Some(revision("v2")));
+}

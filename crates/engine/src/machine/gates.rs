@@ -98,7 +98,15 @@ impl Decision {
             return false;
         }
         self.rollout.hooks_asked_at = self.now;
-        if let Some(hook) = hooks.iter().find(|h| h.kind == WebhookKind::Rollback && h.passed) {
+        // Answers arrive a round after the call: one asked while the candidate was analysed may land after it
+        // was promoted or rolled back, and must not act then.
+        let analysed = matches!(
+            self.rollout.phase,
+            Phase::Isolation | Phase::Shadow | Phase::Progressing
+        ) || self.rollout.can_switch_back();
+        if let Some(hook) = hooks.iter().find(|h| h.kind == WebhookKind::Rollback && h.passed)
+            && analysed
+        {
             self.rollback(format!("rollback requested by webhook {}", hook.name));
             return true;
         }
