@@ -102,19 +102,21 @@ async fn apply(State(daemon): State<Shared>, body: String) -> Result<Json<Applie
     let store = &daemon.store;
     let name = spec.metadata.name.clone();
     let revision = spec.revision();
+    // The built-in proxy carries one listener per address: a service's address or blue/green preview may not be
+    // another service's.
+    let wanted = listeners(&spec);
     for other in store.services()? {
         if other == name {
             continue;
         }
-        if let Some(applied) = store.applied(&other)?
-            && applied.spec.spec.listen == spec.spec.listen
-        {
+        let Some(applied) = store.applied(&other)? else {
+            continue;
+        };
+        let taken = listeners(&applied.spec);
+        if let Some((field, addr)) = wanted.iter().find(|(_, addr)| taken.iter().any(|(_, t)| t == addr)) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!(
-                    "spec.listen: {} is already the address of service {other}; nothing was applied",
-                    spec.spec.listen
-                ),
+                format!("{field}: {addr} is already an address of service {other}; nothing was applied"),
             ));
         }
     }
@@ -205,6 +207,17 @@ fn undo(daemon: &Daemon, name: &str) -> Result<(StatusCode, Json<serde_json::Val
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "undo": { "from": rollout.stable.map(|r| r.name), "to": previous.name } })),
     ))
+}
+
+/// The addresses the proxy listens on for a service, with the spec field that names each.
+fn listeners(spec: &sluice_spec::ServiceSpec) -> Vec<(&'static str, std::net::SocketAddr)> {
+    let mut listeners = vec![("spec.listen", spec.spec.listen)];
+    if let sluice_spec::Strategy::BlueGreen(blue_green) = &spec.spec.strategy
+        && let Some(preview) = blue_green.preview_listen
+    {
+        listeners.push(("spec.strategy.blueGreen.previewListen", preview));
+    }
+    listeners
 }
 
 fn rollout_of(daemon: &Daemon, name: &str) -> Result<(sluice_store::AppliedSpec, Rollout), ApiError> {

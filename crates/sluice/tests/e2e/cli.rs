@@ -114,3 +114,32 @@ async fn operators_pause_resume_and_abort() {
     let total = users.finish().await;
     assert_eq!(total.total.transport_errors, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_another_service_listens_on_is_refused_naming_the_field() {
+    let (sluice, _) = Sluice::serving_v1("[50]").await;
+    let other = spec(sluice.listen, "v1", 0.0, "[50]").replace("name: web", "name: other");
+    let out = sluice.apply(&other);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "spec.listen: {} is already an address of service web",
+            sluice.listen
+        )),
+        "{stderr}"
+    );
+    let preview = format!("127.0.0.1:{}", free_port());
+    let blue_green = spec(preview.parse().unwrap(), "v1", 0.0, "[50]")
+        .replace("name: web", "name: other")
+        .replace(
+            "canary:\n      stepWeights: [50]\n      interval: 1s",
+            &format!("blueGreen:\n      previewListen: {}", sluice.listen),
+        );
+    let out = sluice.apply(&blue_green);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.strategy.blueGreen.previewListen: ") && stderr.contains("nothing was applied"),
+        "{stderr}"
+    );
+}
