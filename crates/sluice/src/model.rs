@@ -141,7 +141,12 @@ impl ServiceStatus {
     pub fn outcome_for(&self, revision: &RevisionRef) -> Option<Outcome> {
         let is_candidate = self.candidate.as_ref() == Some(revision);
         let is_stable = self.stable.as_ref() == Some(revision);
-        if self.hold.is_some() && is_candidate {
+        // A gate opens on its own when its webhook answers 2xx; only the other holds wait for a human.
+        let waits_for_human = self
+            .hold
+            .as_ref()
+            .is_some_and(|hold| !matches!(hold.reason, sluice_engine::HoldReason::Gate { .. }));
+        if waits_for_human && is_candidate {
             return Some(Outcome::Held);
         }
         match self.phase {
