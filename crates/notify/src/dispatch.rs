@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_spec::{Alert, Webhook, WebhookKind};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::warn;
@@ -222,8 +222,10 @@ struct Shared {
 
 #[derive(Debug)]
 struct Lane {
-    /// One permit: the endpoint's deliveries go one at a time, in the order they were queued.
-    turn: Arc<Semaphore>,
+    /// Signalled when the endpoint's last admitted delivery is done. Each delivery waits for the one admitted
+    /// before it, so the endpoint's deliveries go one at a time in the order they were queued, whatever order
+    /// the runtime starts their tasks in.
+    tail: Option<oneshot::Receiver<()>>,
     /// Deliveries waiting for their turn or under way.
     pending: usize,
 }
@@ -252,18 +254,21 @@ impl Shared {
         }
     }
 
-    /// A place in the endpoint's lane, or `None` when its backlog is full.
-    fn enter(&self, endpoint: &str) -> Option<Arc<Semaphore>> {
+    /// A place at the end of the endpoint's lane, or `None` when its backlog is full.
+    fn enter(&self, endpoint: &str) -> Option<Turn> {
         let mut lanes = lock(&self.lanes);
-        let lane = lanes.entry(endpoint.to_owned()).or_insert_with(|| Lane {
-            turn: Arc::new(Semaphore::new(1)),
-            pending: 0,
-        });
+        let lane = lanes
+            .entry(endpoint.to_owned())
+            .or_insert_with(|| Lane { tail: None, pending: 0 });
         if lane.pending >= self.config.backlog_per_endpoint.max(1) {
             return None;
         }
         lane.pending += 1;
-        Some(lane.turn.clone())
+        let (done, tail) = oneshot::channel();
+        Some(Turn {
+            after: lane.tail.replace(tail),
+            done,
+        })
     }
 
     fn leave(&self, endpoint: &str) {
@@ -360,6 +365,14 @@ async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Queued>) {
     while deliveries.join_next().await.is_some() {}
 }
 
+/// A delivery's place in its lane.
+struct Turn {
+    /// The previous delivery's signal, if one was admitted before and is not known to be done.
+    after: Option<oneshot::Receiver<()>>,
+    /// Tells the next delivery it may go (also when dropped, should this one's task end early).
+    done: oneshot::Sender<()>,
+}
+
 fn admit(shared: &Arc<Shared>, queued: Queued, deliveries: &mut JoinSet<()>) {
     let endpoint = endpoint(&queued.delivery);
     let Some(turn) = shared.enter(&endpoint) else {
@@ -368,8 +381,11 @@ fn admit(shared: &Arc<Shared>, queued: Queued, deliveries: &mut JoinSet<()>) {
     };
     let shared = shared.clone();
     deliveries.spawn(async move {
-        // Neither semaphore is ever closed, so acquiring only waits.
-        let Ok(turn) = turn.acquire_owned().await else { return };
+        if let Some(previous) = turn.after {
+            // An error only means the previous delivery's task ended without signalling: it is done either way.
+            let _ = previous.await;
+        }
+        // The semaphore is never closed, so acquiring only waits.
         let Ok(slot) = shared.slots.clone().acquire_owned().await else {
             return;
         };
@@ -379,8 +395,9 @@ fn admit(shared: &Arc<Shared>, queued: Queued, deliveries: &mut JoinSet<()>) {
             &shared.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        // The turn is handed on before the lane may be removed, so one endpoint never has two turns.
-        drop((slot, turn));
+        // The turn is handed on before the lane may be removed, so one endpoint never has two deliveries under way.
+        drop(slot);
+        let _ = turn.done.send(());
         shared.leave(&endpoint);
     });
 }

@@ -277,6 +277,30 @@ async fn a_hanging_endpoint_holds_a_bounded_backlog_and_others_still_get_through
     assert!(second.is_none(), "one delivery at a time to the hanging endpoint");
 }
 
+/// Regression: each delivery was a task racing for its endpoint's turn, so on a multi-thread runtime the events
+/// of one decision reached an `event` hook in any order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_endpoint_gets_its_deliveries_in_the_order_they_were_dispatched() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut hooks = Receiver::ok().await;
+    let hook = signed_hook(dir.path(), &hooks.url, WebhookKind::Event);
+    let dispatcher = dispatcher(config());
+    let messages: Vec<String> = (0..40).map(|i| format!("event {i}")).collect();
+    for message in &messages {
+        let payload = payload(&hook).with_event("info", message.clone());
+        assert_eq!(dispatcher.fire(&hook, payload, 1_700_000_000), Dispatched::Queued);
+    }
+    let mut received = Vec::new();
+    while received.len() < messages.len() {
+        let Some(call) = hooks.next(Duration::from_secs(5)).await else {
+            break;
+        };
+        let payload: WebhookPayload = call.json();
+        received.push(payload.metadata[EVENT_MESSAGE].clone());
+    }
+    assert_eq!(received, messages);
+}
+
 #[tokio::test]
 async fn events_below_an_alerts_severity_and_gates_are_not_dispatched() {
     let dir = tempfile::tempdir().expect("temporary directory");
