@@ -256,7 +256,7 @@ fn blue_green_switches_back_on_a_failure_within_the_scale_down_delay() {
     assert!(
         sim.events
             .iter()
-            .any(|(_, s, m)| *s == Severity::Error && m.contains("Switching checkout back to v1"))
+            .any(|(_, s, m)| *s == Severity::Error && m.contains("Rolling back checkout to v1: failed after the switch"))
     );
     assert!(!sim.stopped("v2"), "the failed revision stays for inspection");
     sim.tick(Health::Ready, None);

@@ -811,7 +811,7 @@ impl Decision {
 
     fn rollback(&mut self, reason: String) {
         if self.rollout.can_switch_back() {
-            return self.switch_back(reason);
+            self.switch_back();
         }
         let stable: RevisionRef = match &self.rollout.stable {
             Some(s) => s.clone(),

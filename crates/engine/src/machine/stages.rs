@@ -175,24 +175,14 @@ impl Decision {
         }
     }
 
-    /// Undoes a blue/green switch: the old revision, still running, takes all traffic back.
-    pub(super) fn switch_back(&mut self, reason: String) {
+    /// Undoes a blue/green switch: the old revision, still running, is stable again and the new one the failed
+    /// candidate, left running for inspection. The rollback that follows routes all traffic back at once.
+    pub(super) fn switch_back(&mut self) {
         let (Some(new), Some(old)) = (self.rollout.stable.take(), self.rollout.retired.take()) else {
             return;
         };
         self.rollout.stable = Some(old.clone());
         self.rollout.candidate = Some(new.clone());
-        self.rollout.hold = None;
-        self.rollout.deadline = None;
-        self.rollout.weight = 0;
-        self.enter(Phase::RollingBack);
-        self.record(
-            Severity::Error,
-            format!(
-                "Canary failed! Switching {} back to {}: {reason}",
-                self.rollout.service, old.name
-            ),
-        );
         self.actions.push(Action::SetRole {
             revision: old,
             role: Role::Stable,
@@ -201,6 +191,5 @@ impl Decision {
             revision: new,
             role: Role::Candidate,
         });
-        self.route();
     }
 }
