@@ -330,6 +330,32 @@ fn a_confirm_rollout_gate_keeps_the_candidate_from_starting_until_it_opens() {
     assert!(sim.has_event("Gate confirm-rollout opened: webhook confirm-rollout-hook answered 2xx"));
 }
 
+/// Regression: approving a closed confirm-rollout gate rolled the candidate back at once, because the same step
+/// judged the observation "no instance is running" of the candidate it had just asked to start.
+#[test]
+fn approving_a_confirm_rollout_gate_starts_the_candidate_without_judging_it_yet() {
+    let mut sim = deploying("v2", plan_with(with_hooks(&[WebhookKind::ConfirmRollout])));
+    sim.actions.clear();
+    sim.tick_with(Observations {
+        desired: Some(sim.desired.clone()),
+        candidate: Health::Failed {
+            reason: "no instance is running".into(),
+        },
+        commands: vec![Command::Approve],
+        ..Observations::default()
+    });
+    assert!(sim.has_event("Gate confirm-rollout opened: approved by an operator"));
+    assert_eq!(sim.rollout.phase, Phase::Deploying, "{:?}", sim.events);
+    assert!(
+        sim.actions
+            .iter()
+            .any(|a| matches!(a, Action::StartRevision { revision, .. } if revision.name == "v2"))
+    );
+    sim.tick(Health::Ready, None);
+    assert_eq!(sim.rollout.phase, Phase::Progressing);
+    assert_eq!(sim.weight, Some(10));
+}
+
 #[test]
 fn a_traffic_increase_gate_holds_each_step_until_someone_approves() {
     let mut sim = deploying("v2", plan_with(with_hooks(&[WebhookKind::ConfirmTrafficIncrease])));

@@ -31,8 +31,10 @@ pub fn step(rollout: Rollout, observations: &Observations, now: Timestamp) -> (R
         decision.reconcile(desired);
     }
     // A phase entered by a command or a new revision settles first: its actions must run before anything is
-    // judged, and this step's observations describe the previous candidate.
-    let settled = decision.rollout.phase == before.phase && decision.rollout.candidate == before.candidate;
+    // judged, and this step's observations describe the previous candidate. So does a candidate that an approved
+    // confirm-rollout gate has only just asked to start: it was observed not running.
+    let started = gates::waits_to_start(&before) && !gates::waits_to_start(&decision.rollout);
+    let settled = decision.rollout.phase == before.phase && decision.rollout.candidate == before.candidate && !started;
     if settled {
         decision.advance(observations);
     }
