@@ -226,7 +226,7 @@ async fn release_blue_green_switches_back_at_once_on_a_failure_during_the_scale_
     );
     let events = messages(&status).join("\n");
     assert!(
-        events.contains("Switching web back to v1: failed after the switch: request-success-rate"),
+        events.contains("web to v1: failed after the switch: request-success-rate 50"),
         "{events}"
     );
 
