@@ -31,7 +31,7 @@ use crate::upstream::{ConnectError, Connection, Endpoint};
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), so a proxy
 /// must not pass them on. `Upgrade` is among them: an upgrade is re-requested explicitly, hop by hop.
-pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
