@@ -53,6 +53,22 @@ impl RequestTemplate {
         }
     }
 
+    /// A POST of `body` to `path`; add a `content-type` with [`RequestTemplate::with_header`] if the target
+    /// needs one.
+    pub fn post(path: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Self {
+            method: Method::POST,
+            body: body.into(),
+            ..Self::get(path)
+        }
+    }
+
+    /// The same request with one more header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// The request this template sends to `target`, checked exactly as a load run checks it, so that a single
     /// request (a smoke check) and a load of them go out the same way.
     pub fn to_request(&self, target: SocketAddr) -> Result<Request<Full<Bytes>>, LoadConfigError> {
@@ -235,6 +251,18 @@ mod tests {
         let request = plan.requests[0].to_request();
         assert_eq!(request.uri(), "http://127.0.0.1:8080/hello?x=1");
         assert_eq!(request.headers()["x-canary"], "always");
+    }
+
+    #[test]
+    fn a_post_template_carries_its_method_body_and_headers() {
+        let template =
+            RequestTemplate::post("/api/items/7", r#"{"quantity":1}"#).with_header("content-type", "application/json");
+        let plan = LoadPlan::new(&config_with(vec![template], 10.0)).unwrap();
+        let request = plan.requests[0].to_request();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "http://127.0.0.1:8080/api/items/7");
+        assert_eq!(request.headers()["content-type"], "application/json");
+        assert_eq!(plan.requests[0].body, Bytes::from_static(br#"{"quantity":1}"#));
     }
 
     #[test]
