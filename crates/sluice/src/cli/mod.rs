@@ -114,7 +114,8 @@ pub enum Command {
     Retry { name: String },
     /// Roll a promoted service back to the revision it had before: a new rollout of that revision.
     Undo { name: String },
-    /// Run a whole demo: v1, then a healthy v2 promoted, then a failing v3 rolled back.
+    /// Run a whole demo: v1, then releases walking isolation, shadow and canary: a healthy v2 promoted, v3 failing
+    /// POSTs rolled back by the canary, v4 with changed prices rolled back by the shadow stage.
     Demo {
         /// Time on each canary step (realistic pacing: 30s or more).
         #[arg(long, value_parser = humantime_duration, default_value = "5s")]
@@ -126,7 +127,8 @@ pub enum Command {
     /// Benchmarks that compare Sluice with its anchors in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The demo service: answers every path, with a deterministic share of 500s and added latency.
+    /// The demo service: JSON items at /api/items/{id}, a greeting elsewhere, with a deterministic share of 500s
+    /// and added latency.
     DemoApp(sluice_demo::app::AppConfig),
 }
 
