@@ -107,7 +107,7 @@ async fn release_a_candidate_over_the_load_tests_p99_is_rolled_back_and_left_run
         .and_then(|rest| rest.split(" ms > 100 ms").next())
         .and_then(|number| number.parse().ok())
         .unwrap_or_else(|| panic!("the event names the p99 and its limit: {failure}"));
-    assert!((300.0..600.0).contains(&p99), "{failure}");
+    assert!((300.0..1500.0).contains(&p99), "{failure}");
     assert_eq!(stable(&status), "v1");
     assert!(total.total.requests > 300, "users kept sending: {total:?}");
     assert_eq!(
