@@ -24,6 +24,15 @@ pub struct CheckReport {
 impl CheckReport {
     /// One line for an event: the verdict, then each failure with its reason, or what passed.
     pub fn summary(&self) -> String {
+        if self.smoke.is_empty() && self.load.is_none() && !self.load_skipped {
+            return self.details();
+        }
+        let verdict = if self.passed { "checks passed" } else { "checks failed" };
+        format!("{verdict}: {}", self.details())
+    }
+
+    /// Each failure with its reason, or what passed, without the verdict (for callers that state it).
+    pub fn details(&self) -> String {
         let mut parts = Vec::new();
         let failed: Vec<&str> = self
             .smoke
@@ -48,7 +57,6 @@ impl CheckReport {
         if parts.is_empty() {
             return "no checks to run".to_owned();
         }
-        let verdict = if self.passed { "checks passed" } else { "checks failed" };
-        format!("{verdict}: {}", parts.join("; "))
+        parts.join("; ")
     }
 }

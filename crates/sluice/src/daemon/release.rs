@@ -166,14 +166,12 @@ impl ReleaseIo {
             .await
             .with_context(|| format!("cannot start the shadow listener of {service}"))?;
         let addr = shadow.addr();
-        let mut shadows = self.shadows.lock().unwrap_or_else(|p| p.into_inner());
-        // Another round may have started one meanwhile; keep the first, drop ours.
-        Ok(shadows.entry(service.to_string()).or_insert(shadow).addr()).map(|existing| {
-            if existing != addr {
-                warn!(%service, "a second shadow listener was started and dropped");
-            }
-            existing
-        })
+        // Only the service's own loop starts its listener, so no other can have appeared meanwhile.
+        self.shadows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), shadow);
+        Ok(addr)
     }
 
     /// Where the service's comparison listener is, while its shadow stage runs.
@@ -298,7 +296,7 @@ async fn check_run(
 fn summarise(stage: CheckStage, report: Option<&CheckReport>, hooks: &[HookOutcome]) -> CheckResult {
     let mut parts = Vec::new();
     if let Some(report) = report {
-        parts.push(report.summary());
+        parts.push(report.details());
     }
     for hook in hooks {
         let verdict = if hook.passed { "passed" } else { "failed" };
