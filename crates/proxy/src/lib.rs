@@ -30,6 +30,13 @@
 //! sent none; bodies and trailers are streamed both ways. An `Upgrade` request (WebSocket) is passed on, and
 //! after a `101` both connections are tunnelled byte for byte.
 //!
+//! The common case, a plain-text HTTP/1.1 request with no body or a body of known length up to 64 KiB, to a
+//! service without mirroring whose instances speak HTTP/1.1, takes a lean path: the client connection's own task
+//! parses the head in place, writes the edited head and the body to a pooled instance connection, and relays
+//! the answer as the instance framed it (length, chunked or until close), with the same routing, health,
+//! errors, timeouts and measurements. Any other request is served by hyper, from that request on for the rest
+//! of its connection.
+//!
 //! # Passive health
 //!
 //! An instance whose connection fails (refused, reset or past the connect timeout) is ejected: it gets no new
