@@ -1,5 +1,6 @@
 //! What the controller tells the engine about the world.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sluice_analysis::Window;
 use sluice_spec::{RevisionRef, WebhookKind};
@@ -86,6 +87,8 @@ pub struct HookResult {
     pub passed: bool,
     /// What it answered, for humans.
     pub detail: String,
+    /// When the call went out: the next one is due an evaluation after this, however late the answer came.
+    pub asked_at: Timestamp,
 }
 
 /// Everything the engine is told in one step.

@@ -532,6 +532,7 @@ fn run(plan: &Plan, inputs: &[Input]) -> Result<Sim, TestCaseError> {
                     kind: *kind,
                     passed: *passed,
                     detail: String::new(),
+                    asked_at: sim.now,
                 });
             }
         }

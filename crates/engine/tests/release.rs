@@ -46,7 +46,10 @@ fn deploying(candidate: &str, plan: Plan) -> Sim {
     sim
 }
 
-fn observe(sim: &mut Sim, observations: Observations) {
+fn observe(sim: &mut Sim, mut observations: Observations) {
+    for hook in &mut observations.hooks {
+        hook.asked_at = sim.now;
+    }
     sim.tick_with(Observations {
         desired: Some(sim.desired.clone()),
         candidate: Health::Ready,
@@ -76,6 +79,8 @@ fn hook(kind: WebhookKind, passed: bool) -> Observations {
             } else {
                 "403 after 1 attempt".into()
             },
+            // `observe` stamps the time of the step.
+            asked_at: jiff::Timestamp::UNIX_EPOCH,
         }],
         ..Observations::default()
     }
@@ -254,9 +259,9 @@ fn blue_green_switches_back_on_a_failure_within_the_scale_down_delay() {
         matches!(&sim.route, Some(Action::SetRoute { stable, candidate: None, weight: 0, .. }) if stable.name == "v1")
     );
     assert!(
-        sim.events
-            .iter()
-            .any(|(_, s, m)| *s == Severity::Error && m.contains("Rolling back checkout to v1: failed after the switch"))
+        sim.events.iter().any(
+            |(_, s, m)| *s == Severity::Error && m.contains("Rolling back checkout to v1: failed after the switch")
+        )
     );
     assert!(!sim.stopped("v2"), "the failed revision stays for inspection");
     sim.tick(Health::Ready, None);

@@ -97,7 +97,7 @@ impl Decision {
         if hooks.is_empty() {
             return false;
         }
-        self.rollout.hooks_asked_at = self.now;
+        self.rollout.hooks_asked_at = hooks.iter().map(|h| h.asked_at).min().unwrap_or(self.now);
         // Answers arrive a round after the call: one asked while the candidate was analysed may land after it
         // was promoted or rolled back, and must not act then.
         let analysed = matches!(

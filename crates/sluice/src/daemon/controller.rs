@@ -153,9 +153,11 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             },
             checks: self.release.checks(spec, &rollout, self.check_target(spec, &rollout)),
             shadow: self.release.shadow_tally(service),
-            hooks: self.release.hooks(spec, &rollout, now),
+            hooks: self.release.answers(service),
         };
         let (next, actions) = step(rollout.clone(), &observations, now);
+        // Asked from the decided state, so an answer that just settled a gate or a rollback is not asked again.
+        self.release.ask(spec, &next, now);
         if next == rollout && actions.is_empty() && commands.is_empty() {
             return Ok(());
         }

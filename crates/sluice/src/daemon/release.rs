@@ -113,15 +113,22 @@ impl ReleaseIo {
         None
     }
 
-    /// The answers of the webhooks that were due, once they came; calls them when due and none is under way.
-    pub fn hooks(&self, spec: &ServiceSpec, rollout: &Rollout, now: Timestamp) -> Vec<HookResult> {
+    /// The answers of the last webhook call, once they all came.
+    pub fn answers(&self, service: &str) -> Vec<HookResult> {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(call) = calls.get(&rollout.service) {
-            let results = call.take();
-            if results.is_some() {
-                calls.remove(&rollout.service);
-            }
-            return results.unwrap_or_default();
+        let Some(results) = calls.get(service).and_then(Pending::take) else {
+            return Vec::new();
+        };
+        calls.remove(service);
+        results
+    }
+
+    /// Calls the webhooks the decided state asks for, unless a call is under way; the answers come back through
+    /// [`ReleaseIo::answers`] on a later round.
+    pub fn ask(&self, spec: &ServiceSpec, rollout: &Rollout, now: Timestamp) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if calls.contains_key(&rollout.service) {
+            return;
         }
         let due = rollout.hooks_due(now);
         let hooks: Vec<Webhook> = spec
@@ -132,7 +139,7 @@ impl ReleaseIo {
             .cloned()
             .collect();
         if hooks.is_empty() {
-            return Vec::new();
+            return;
         }
         let client = self.client.clone();
         let service = rollout.service.clone();
@@ -140,15 +147,13 @@ impl ReleaseIo {
         let work = async move {
             let mut results = Vec::with_capacity(hooks.len());
             for hook in &hooks {
-                let outcome = client
-                    .call(hook, &payload(hook, &rollout), Timestamp::now().as_second())
-                    .await;
-                results.push(hook_result(outcome));
+                let asked_at = Timestamp::now();
+                let outcome = client.call(hook, &payload(hook, &rollout), asked_at.as_second()).await;
+                results.push(hook_result(outcome, asked_at));
             }
             results
         };
         calls.insert(service, Pending::spawn((), work));
-        Vec::new()
     }
 
     /// Starts the shadow stage's comparison listener for the service, or points a running one at `targets`.
@@ -325,12 +330,13 @@ fn payload(hook: &Webhook, rollout: &Rollout) -> WebhookPayload {
     )
 }
 
-fn hook_result(outcome: HookOutcome) -> HookResult {
+fn hook_result(outcome: HookOutcome, asked_at: Timestamp) -> HookResult {
     HookResult {
         name: outcome.hook,
         kind: outcome.kind,
         passed: outcome.passed,
         detail: outcome.detail,
+        asked_at,
     }
 }
 
