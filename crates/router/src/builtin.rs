@@ -176,8 +176,8 @@ impl Router for BuiltinRouter {
         let mut next = table.clone();
         next.services.retain(|s| s.name != routing.service && s.name != preview);
         next.services.extend(service_routes(routing));
-        let unchanged = next.services.len() == table.services.len()
-            && next.services.iter().all(|s| table.services.contains(s));
+        let unchanged =
+            next.services.len() == table.services.len() && next.services.iter().all(|s| table.services.contains(s));
         if unchanged {
             return Ok(());
         }

@@ -326,7 +326,13 @@ impl Store {
 
     /// Keeps the latest report of a kind (`isolation`, `prePromotion`, `shadow`) for the service, replacing the
     /// previous one.
-    pub fn save_report<T: Serialize>(&self, service: &str, kind: &str, report: &T, now: Timestamp) -> Result<(), StoreError> {
+    pub fn save_report<T: Serialize>(
+        &self,
+        service: &str,
+        kind: &str,
+        report: &T,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO reports (service, kind, report_json, at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (service, kind) DO UPDATE SET report_json = ?3, at = ?4",
@@ -340,7 +346,9 @@ impl Store {
         let conn = self.conn();
         let mut statement = conn.prepare("SELECT kind, report_json FROM reports WHERE service = ?1 ORDER BY kind")?;
         let rows = statement
-            .query_map([service], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+            .query_map([service], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(kind, json)| Ok((kind, decode("report", &json)?)))

@@ -141,9 +141,15 @@ fn the_latest_report_of_each_kind_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).unwrap();
     let now = Timestamp::UNIX_EPOCH;
-    store.save_report("web", "shadow", &serde_json::json!({"compared": 1}), now).unwrap();
-    store.save_report("web", "shadow", &serde_json::json!({"compared": 2}), now).unwrap();
-    store.save_report("web", "isolation", &serde_json::json!({"passed": true}), now).unwrap();
+    store
+        .save_report("web", "shadow", &serde_json::json!({"compared": 1}), now)
+        .unwrap();
+    store
+        .save_report("web", "shadow", &serde_json::json!({"compared": 2}), now)
+        .unwrap();
+    store
+        .save_report("web", "isolation", &serde_json::json!({"passed": true}), now)
+        .unwrap();
     let reports = store.reports("web").unwrap();
     assert_eq!(reports.len(), 2);
     assert_eq!(reports["shadow"]["compared"], 2);
