@@ -78,6 +78,11 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             .collect()
     }
 
+    /// Gives queued notifications up to `within` to be delivered, at shutdown.
+    pub async fn drain_notifications(&self, within: Duration) {
+        self.release.drain(within).await;
+    }
+
     /// What became of the notifications and fire-and-forget webhooks so far.
     pub fn notification_counters(&self) -> sluice_notify::Counters {
         self.release.notification_counters()

@@ -75,11 +75,13 @@ pub async fn serve(data_dir: DataDir, listen: SocketAddr) -> Result<()> {
         token,
     });
     controller.start_all()?;
-    tokio::spawn(supervise_proxy(proxy, controller));
+    tokio::spawn(supervise_proxy(proxy, controller.clone()));
     axum::serve(listener, api::routes(daemon))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the API server failed")?;
+    // The last events' alerts may still be queued; a dead endpoint costs at most this much.
+    controller.drain_notifications(Duration::from_secs(3)).await;
     info!("sluice daemon stopped; the proxy and the services keep running (`sluice down` stops them)");
     Ok(())
 }

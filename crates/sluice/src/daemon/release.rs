@@ -237,6 +237,11 @@ impl ReleaseIo {
         }
     }
 
+    /// Gives queued notifications up to `within` to be delivered, at shutdown.
+    pub async fn drain(&self, within: std::time::Duration) {
+        self.dispatcher.drain(within).await;
+    }
+
     /// What became of the notifications and fire-and-forget webhooks so far.
     pub fn notification_counters(&self) -> sluice_notify::Counters {
         self.dispatcher.counters()
