@@ -74,8 +74,13 @@ pub fn status(status: &ServiceStatus) -> String {
     if let Some(hold) = &status.hold {
         let _ = writeln!(
             out,
-            "held since {} until {} ({:?}), then {:?}",
-            hold.since, hold.until, hold.reason, hold.on_timeout
+            "held since {} until {}: {}; then {}",
+            hold.since,
+            hold.until,
+            hold_reason(&hold.reason),
+            match hold.on_timeout {
+                sluice_engine::TimeoutAction::Rollback => "rollback",
+            }
         );
     }
     if !status.last_checks.is_empty() {
@@ -164,5 +169,17 @@ fn stage_report(out: &mut String, title: &str, report: &StageReport) {
     for hook in &report.webhooks {
         let verdict = if hook.passed { "pass" } else { "FAIL" };
         let _ = writeln!(out, "{title} webhook {}: {verdict} ({})", hook.hook, hook.detail);
+    }
+}
+
+/// Why a rollout is held, in words, with what opens it.
+fn hold_reason(reason: &sluice_engine::HoldReason) -> String {
+    use sluice_engine::HoldReason;
+    match reason {
+        HoldReason::Operator => "paused by an operator (`sluice resume`)".into(),
+        HoldReason::FailedAnalysis { summary } => format!("failed analysis, onFailure: hold ({summary})"),
+        HoldReason::Inconclusive { summary } => format!("inconclusive, onInconclusive: hold ({summary})"),
+        HoldReason::MetricsUnavailable => "metrics unavailable".into(),
+        HoldReason::Gate { kind } => format!("the {kind} gate is closed (its webhooks, or `sluice approve`)"),
     }
 }
