@@ -492,7 +492,14 @@ impl<P: Platform, R: Router, M: MetricSource> Controller<P, R, M> {
             .with_context(|| format!("revision {} of {service} is not in the store", revision.name))?;
         let template = template_of(&spec);
         match self.platform.start(&key, &template, policy(role)).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // A retried revision that starts now is judged afresh, not by its last failure to start.
+                self.start_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                Ok(())
+            }
             Err(error) if role == Role::Candidate => {
                 // A candidate that cannot even start fails its rollout; it must not wedge the controller.
                 let reason = format!("cannot start: {error}");
