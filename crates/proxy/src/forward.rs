@@ -437,8 +437,9 @@ pub(crate) fn request_id_digits() -> [u8; 16] {
     text
 }
 
-/// Removes hop-by-hop headers; for an upgrade request, `Upgrade` itself is kept.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), those named in `Connection` included; for an upgrade request,
+/// `Upgrade` itself is kept. Whoever forwards a request or an answer does this, the shadow stage's fan-out too.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in `Connection` are hop-by-hop too; collected first because they are removed
     // from the map being read. Typical values (`keep-alive`, `close`) name nothing extra.
     let mut named: Vec<HeaderName> = Vec::new();

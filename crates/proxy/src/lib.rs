@@ -178,6 +178,7 @@ mod workers;
 pub use config_file::{ConfigFileError, load_routes_file};
 pub use control::BindError;
 pub use error::ProxyError;
+pub use forward::strip_hop_by_hop;
 pub use lifecycle::{ProxyConfig, ProxyHandle, run, start};
 pub use routes::{
     Backend, DEFAULT_ROUTE, MatchRule, Mirror, RouteTable, ServiceRoute, SessionAffinity, StringMatch, TableError,

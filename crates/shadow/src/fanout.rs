@@ -18,18 +18,8 @@ use crate::compare::Answer;
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), never passed on.
 /// `Content-Length` and `Expect` go too: the body is sent whole from memory and its length is set from it.
-const NOT_FORWARDED: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::CONTENT_LENGTH,
-    header::EXPECT,
-];
+/// Framing headers the client recomputes for the body it sends on.
+const REFRAMED: [HeaderName; 2] = [header::CONTENT_LENGTH, header::EXPECT];
 
 /// A shadowed request, read whole, ready to be sent to each instance.
 #[derive(Clone, Debug)]
@@ -148,17 +138,10 @@ async fn read_answer(response: Response<Incoming>, max_body_bytes: u64) -> Outco
     }
 }
 
-/// Removes hop-by-hop headers, those named in `Connection` included.
+/// Removes what is not forwarded: hop-by-hop headers (as the proxy does) and the body's framing.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Collected first because they are removed from the map being read.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&NOT_FORWARDED) {
+    sluice_proxy::strip_hop_by_hop(headers, false);
+    for name in &REFRAMED {
         headers.remove(name);
     }
 }
