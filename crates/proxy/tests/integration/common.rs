@@ -186,11 +186,17 @@ pub fn service(name: &str, listen: SocketAddr, backends: &[(&str, u32, &[SocketA
 }
 
 pub async fn start_proxy(initial: Option<RouteTable>) -> ProxyHandle {
+    start_proxy_on(initial, None).await
+}
+
+/// A proxy serving on `workers` threads of its own (as `sluice proxy --workers` does) rather than on the test's
+/// runtime, so what it does cannot be confused with the test's own clients and backends.
+pub async fn start_proxy_on(initial: Option<RouteTable>, workers: Option<std::num::NonZeroUsize>) -> ProxyHandle {
     sluice_proxy::start(ProxyConfig {
         admin: "127.0.0.1:0".parse().expect("admin address"),
         state_file: None,
         initial,
-        workers: None,
+        workers,
     })
     .await
     .expect("proxy starts")
