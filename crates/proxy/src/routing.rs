@@ -36,6 +36,8 @@ pub(crate) struct ServiceRoutes {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) protocol: UpstreamProtocol,
+    /// Requests the lean path may have in flight on one instance connection.
+    pub(crate) pipeline_depth: usize,
     tls: Option<TlsAcceptor>,
 }
 
@@ -222,6 +224,7 @@ impl ServiceRoutes {
             connect_timeout: Duration::from_millis(spec.timeouts.connect_ms),
             request_timeout: Duration::from_millis(spec.timeouts.request_ms),
             protocol: spec.upstream_protocol,
+            pipeline_depth: usize::try_from(spec.pipeline_depth).unwrap_or(1),
             tls,
         })
     }

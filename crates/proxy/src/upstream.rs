@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::UpstreamBody;
+use crate::lean::Pipes;
 use crate::routes::UpstreamProtocol;
 use crate::snapshot::InstanceSnapshot;
 use crate::worker;
@@ -73,6 +74,8 @@ struct WorkerConnections {
     /// Connections the lean path drives itself (no hyper connection task), kept apart from hyper's.
     idle_streams: Mutex<Vec<IdleStream>>,
     http2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
+    /// Pipelined connections of the lean path (services with `pipelineDepth` above 1).
+    pipes: Pipes,
 }
 
 /// An instance address: its connections and its passive health.
@@ -103,6 +106,11 @@ impl Endpoint {
     fn worker(&self) -> &WorkerConnections {
         let index = worker::current().min(self.workers.len() - 1);
         &self.workers[index]
+    }
+
+    /// This worker's pipelined connections to the instance.
+    pub(crate) fn pipes(&self) -> &Pipes {
+        &self.worker().pipes
     }
 
     /// Whether the instance is ejected at `now`.

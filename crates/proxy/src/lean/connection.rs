@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::chunked::{ChunkedScanner, Scan};
 use super::deadline::Deadline;
 use super::head::{self, Forwarding, Framing, Parsed};
+use super::pipelined::{Answers, Pipelined};
 use super::rewind::Rewind;
 use crate::forward::{self, Origin};
 use crate::plane::DataPlane;
@@ -26,7 +27,7 @@ use crate::upstream::Endpoint;
 
 /// A client gets this long for each request head (from the end of the previous answer), as hyper's header
 /// read timeout gave it; an idle keep-alive connection is closed after it too.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes asked of the kernel per read from a client.
 const CLIENT_READ: usize = 8 * 1024;
@@ -54,6 +55,7 @@ pub(crate) async fn serve<F, Fut>(
         outbound: Vec::new(),
         answer: Vec::new(),
         head: Vec::new(),
+        answers: None,
     };
     if connection.run(&mut draining).await == End::Handoff {
         let Client { stream, inbound, .. } = connection;
@@ -68,7 +70,7 @@ enum End {
 }
 
 /// What became of one request.
-enum Step {
+pub(super) enum Step {
     /// The buffered bytes are not a whole request yet.
     Partial,
     Handoff,
@@ -78,18 +80,20 @@ enum Step {
     },
 }
 
-struct Client {
+pub(super) struct Client {
     plane: Arc<DataPlane>,
     origin: Origin,
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     /// Bytes read from the client and not used yet; a request starts at 0.
     inbound: Vec<u8>,
-    /// The request as sent to the instance: head and body.
-    outbound: Vec<u8>,
     /// Bytes read from the instance.
     answer: Vec<u8>,
     /// The head written to the client.
-    head: Vec<u8>,
+    pub(super) head: Vec<u8>,
+    /// The request as sent to the instance: head and body.
+    pub(super) outbound: Vec<u8>,
+    /// Where answers from pipelined connections come, once the connection has sent a request on one.
+    pub(super) answers: Option<Answers>,
 }
 
 /// An instance connection for one exchange.
@@ -119,11 +123,11 @@ enum Failure {
 }
 
 /// A request on its way, measured.
-struct Exchange<'a> {
+pub(super) struct Exchange<'a> {
     recorder: &'a Recorder,
     started: InFlight,
-    received: Instant,
-    body_len: usize,
+    pub(super) received: Instant,
+    pub(super) body_len: usize,
 }
 
 impl Client {
@@ -180,6 +184,7 @@ impl Client {
         let client_close = request.close;
         let head_request = request.is_head();
         let idempotent = request.is_idempotent();
+        let pipelinable = request.is_pipelinable();
         self.outbound.clear();
         let forwarding = Forwarding {
             client_ip: self.origin.client_ip.as_bytes(),
@@ -194,6 +199,19 @@ impl Client {
             body_len: request.body_len,
         };
         self.inbound.drain(..used);
+        let set_cookie = decision.set_cookie.as_ref().map(http::HeaderValue::as_bytes);
+        if service.pipeline_depth > 1 && pipelinable {
+            let request = Pipelined {
+                backend: decision.backend,
+                depth: service.pipeline_depth,
+                connect_timeout: service.connect_timeout,
+                request_timeout: service.request_timeout,
+                set_cookie,
+                head_request,
+                client_close,
+            };
+            return self.forward_pipelined(exchange, &request, deadline).await;
+        }
 
         let timeout = service.connect_timeout;
         let connected = forward::connect_instance(decision.backend, received, |endpoint| async move {
@@ -212,7 +230,6 @@ impl Client {
             Err((status, text)) => return self.answer_own(exchange, status, &text, client_close).await,
         };
         deadline.set(received + service.request_timeout);
-        let set_cookie = decision.set_cookie.as_ref().map(http::HeaderValue::as_bytes);
         let answer = loop {
             match self
                 .send(&mut upstream, deadline, head_request, set_cookie, client_close)
@@ -416,7 +433,13 @@ impl Client {
     }
 
     /// Answers with the proxy's own message (`502`, `503`, `504`), measured like any answer.
-    async fn answer_own(&mut self, exchange: Exchange<'_>, status: StatusCode, text: &str, client_close: bool) -> Step {
+    pub(super) async fn answer_own(
+        &mut self,
+        exchange: Exchange<'_>,
+        status: StatusCode,
+        text: &str,
+        client_close: bool,
+    ) -> Step {
         let latency = exchange.received.elapsed();
         exchange.finish(class_of(status), latency, 0, 0);
         self.head.clear();
@@ -429,7 +452,7 @@ impl Client {
 }
 
 /// Status class index of a `5xx`.
-const SERVER_ERROR: usize = 4;
+pub(super) const SERVER_ERROR: usize = 4;
 
 /// How relaying an answer ended.
 enum Relayed {
@@ -440,7 +463,7 @@ enum Relayed {
 }
 
 impl Exchange<'_> {
-    fn finish(self, class: usize, latency: Duration, received: u64, sent: u64) {
+    pub(super) fn finish(self, class: usize, latency: Duration, received: u64, sent: u64) {
         self.recorder.finish(
             self.started,
             Outcome {
@@ -455,7 +478,7 @@ impl Exchange<'_> {
 }
 
 /// Writes `first` then `second` with as few system calls as the socket allows (one `writev`, usually).
-async fn write_two(stream: &mut TcpStream, first: &[u8], second: &[u8]) -> io::Result<()> {
+pub(super) async fn write_two(stream: &mut TcpStream, first: &[u8], second: &[u8]) -> io::Result<()> {
     let total = first.len() + second.len();
     let mut written = 0;
     while written < total {

@@ -54,6 +54,12 @@ impl RequestHead<'_> {
         self.method == "HEAD"
     }
 
+    /// Whether the request may wait behind others on a pipelined connection: a safe method without a body
+    /// (RFC 9110 §9.2.1), so it can always go again when the connection is lost before its answer.
+    pub(crate) fn is_pipelinable(&self) -> bool {
+        self.body_len == 0 && matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
+    }
+
     /// Whether the request may be sent again when a reused connection turns out closed (RFC 9110 §9.2.2).
     pub(crate) fn is_idempotent(&self) -> bool {
         matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")

@@ -25,6 +25,10 @@ mod chunked;
 mod connection;
 mod deadline;
 mod head;
+mod pipeline;
+mod pipelined;
 mod rewind;
+mod splitter;
 
 pub(crate) use connection::serve;
+pub(crate) use pipeline::Pipes;

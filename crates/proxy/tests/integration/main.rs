@@ -7,6 +7,7 @@ mod health;
 mod lean;
 mod metrics;
 mod mirror;
+mod pipelined;
 mod protocols;
 mod rules;
 mod split;

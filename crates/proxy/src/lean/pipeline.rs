@@ -1,0 +1,318 @@
+//! Pipelined instance connections (a service's `pipelineDepth` above 1): requests of several users in flight on
+//! one HTTP/1.1 connection, written together and answered in order (RFC 9112 §9.3.2).
+//!
+//! Why: a proxied request costs four system calls and four TCP segments, and the write to the instance is the
+//! dearest of them (on loopback it also pays for the instance's receive and wake-up). Requests that arrive
+//! together are written with one `write` here, so the instance side costs a fraction of a write per request.
+//! The price is head-of-line blocking: an answer waits for the answers before it on its connection, so only
+//! services with uniformly quick answers should turn it on, and the depth bounds the wait.
+//!
+//! Which requests: idempotent ones without a body (`GET`, `HEAD`, `OPTIONS`, `TRACE`), so that a request the
+//! connection lost before its answer began can always be sent again. Others take a connection of their own.
+//!
+//! How: one driver task per connection owns the socket. Users' tasks queue their request bytes and a
+//! [`Waiter`] under a lock, in the same order, and wake the driver; it writes whatever is queued, reads,
+//! cuts the answers apart ([`Splitter`]) and sends each user the pieces of their own answer over the channel
+//! their client connection keeps for it. A connection that breaks, is closed by the instance, or sends what
+//! nobody asked for ends: the answer being relayed is cut off, and every request behind it is told it was
+//! not answered, so it goes again on another connection.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::deadline::Deadline;
+use super::splitter::{Cut, End, SplitError, Splitter};
+
+/// Bytes asked of the kernel per read from an instance.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A connection with nothing in flight for this long is closed, as idle pooled connections are.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// What a request gets back from a pipelined connection, in order, tagged with the request's number.
+#[derive(Debug)]
+pub(crate) struct Piece {
+    pub(crate) seq: u64,
+    pub(crate) part: Part,
+}
+
+#[derive(Debug)]
+pub(crate) enum Part {
+    /// The answer's head (its first `head_len` bytes) and the body bytes that came with it.
+    Head {
+        bytes: Bytes,
+        head_len: usize,
+        at: Instant,
+        end: End,
+    },
+    /// More of the body.
+    Body { bytes: Bytes, end: End },
+    /// The connection ended before this answer began: the request may be sent again.
+    Unanswered,
+    /// The answer cannot be relayed (malformed, or cut off in its body); nothing more comes.
+    Broken(String),
+}
+
+/// A request queued or sent on a pipelined connection, waiting for its answer.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) seq: u64,
+    /// Its answer has no body whatever the headers say.
+    pub(crate) head_request: bool,
+    pub(crate) to: mpsc::Sender<Piece>,
+}
+
+/// One pipelined connection, shared by the requests on it and its driver.
+pub(crate) struct Pipe {
+    shared: Mutex<Shared>,
+    wake: Notify,
+}
+
+struct Shared {
+    /// Request bytes not written yet, in the order of `waiting`'s tail.
+    queued: Vec<u8>,
+    /// Requests queued or sent and not answered in full, oldest first.
+    waiting: VecDeque<Waiter>,
+    /// Takes more requests: false once the connection is ending, or its current answer runs until close.
+    accepting: bool,
+    /// The driver is to stop: a request gave up waiting.
+    stop: bool,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Self {
+            shared: Mutex::new(Shared {
+                queued: Vec::new(),
+                waiting: VecDeque::new(),
+                accepting: true,
+                stop: false,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // Every change under the lock leaves the queues consistent, so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the connection: a request that gave up waiting (its deadline passed) cannot leave its answer
+    /// behind the next ones. Those waiting behind are told they were not answered.
+    pub(crate) fn close(&self) {
+        let mut shared = self.lock();
+        shared.accepting = false;
+        shared.stop = true;
+        drop(shared);
+        self.wake.notify_one();
+    }
+
+    /// Queues `request` when the connection is open and has fewer than `depth` requests in flight.
+    fn try_submit(&self, request: &[u8], waiter: Waiter, depth: usize) -> Result<(), Waiter> {
+        let mut shared = self.lock();
+        if !shared.accepting || shared.waiting.len() >= depth {
+            return Err(waiter);
+        }
+        let wake = shared.queued.is_empty();
+        shared.queued.extend_from_slice(request);
+        shared.waiting.push_back(waiter);
+        drop(shared);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// One worker's pipelined connections to one instance.
+#[derive(Default)]
+pub(crate) struct Pipes {
+    open: Mutex<Vec<Arc<Pipe>>>,
+}
+
+impl Pipes {
+    /// Queues `request` on an open connection with room, preferring one whose queued requests are not
+    /// written yet (they go out in the same write), then an idle one, then the least busy. Gives the waiter
+    /// back when every connection is full, so the caller opens another.
+    pub(crate) fn submit(&self, request: &[u8], waiter: Waiter, depth: usize) -> Result<Arc<Pipe>, Waiter> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|pipe| pipe.lock().accepting);
+        let best = open
+            .iter()
+            .filter_map(|pipe| {
+                let shared = pipe.lock();
+                let in_flight = shared.waiting.len();
+                // Lower is better: batching first, then no wait at all, then the shortest wait.
+                let rank = match (shared.queued.is_empty(), in_flight) {
+                    (false, _) => 0,
+                    (true, 0) => 1,
+                    (true, busy) => 1 + busy,
+                };
+                (in_flight < depth).then_some((rank, pipe))
+            })
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, pipe)| pipe.clone());
+        drop(open);
+        match best {
+            Some(pipe) => pipe.try_submit(request, waiter, depth).map(|()| pipe),
+            None => Err(waiter),
+        }
+    }
+
+    /// Starts driving a new connection to the instance, with `request` as its first; the connection is
+    /// offered to later requests.
+    pub(crate) fn start(&self, stream: TcpStream, request: &[u8], waiter: Waiter) -> Arc<Pipe> {
+        let pipe = Arc::new(Pipe::new());
+        // A new connection is open and empty: the first request always fits.
+        if pipe.try_submit(request, waiter, 1).is_err() {
+            unreachable!("a new pipelined connection takes its first request");
+        }
+        tokio::spawn(drive(pipe.clone(), stream));
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pipe.clone());
+        pipe
+    }
+}
+
+/// Why a connection's driver stopped.
+enum Ending {
+    /// Closed by a request that gave up, or idle for [`IDLE_TIMEOUT`].
+    Closed,
+    /// The instance closed it (end of stream), or announced it would (`connection: close`).
+    ByInstance,
+    Io(io::Error),
+    /// Bytes that are no answer to anything sent, or an answer that breaks HTTP/1.1.
+    OutOfStep(String),
+}
+
+async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::new();
+    let mut splitter = Splitter::default();
+    let mut idle = Deadline::new(Instant::now() + IDLE_TIMEOUT);
+    let mut was_idle = false;
+    let ending = loop {
+        let is_idle = {
+            let mut shared = pipe.lock();
+            if shared.stop {
+                break Ending::Closed;
+            }
+            std::mem::swap(&mut shared.queued, &mut out);
+            shared.waiting.is_empty()
+        };
+        if is_idle && !was_idle {
+            idle.set(Instant::now() + IDLE_TIMEOUT);
+        }
+        was_idle = is_idle;
+        if !out.is_empty() {
+            if let Err(error) = stream.write_all(&out).await {
+                break Ending::Io(error);
+            }
+            out.clear();
+        }
+        if buf.capacity() - buf.len() < READ_SIZE / 2 {
+            buf.reserve(READ_SIZE);
+        }
+        tokio::select! {
+            biased;
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) => break Ending::ByInstance,
+                Ok(_) => {
+                    if let Err(ending) = deliver(&pipe, &mut splitter, &mut buf).await {
+                        break ending;
+                    }
+                }
+                Err(error) => break Ending::Io(error),
+            },
+            () = pipe.wake.notified() => {}
+            () = idle.expired(), if is_idle => break Ending::Closed,
+        }
+    };
+    end(&pipe, &splitter, &ending).await;
+}
+
+/// Sends the front requests the pieces of their answers that `buf` holds.
+async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut) -> Result<(), Ending> {
+    loop {
+        let (seq, head_request, to) = {
+            let shared = pipe.lock();
+            match shared.waiting.front() {
+                Some(front) => (front.seq, front.head_request, front.to.clone()),
+                None if buf.is_empty() => return Ok(()),
+                None => return Err(Ending::OutOfStep("the instance sent bytes nobody asked for".into())),
+            }
+        };
+        let (len, head_len, end) = match splitter.next(buf, head_request) {
+            Ok(Cut::NeedMore) => return Ok(()),
+            Ok(Cut::Interim(len)) => {
+                buf.advance(len);
+                continue;
+            }
+            Ok(Cut::Answer { len, head_len, end }) => (len, head_len, end),
+            Err(error @ (SplitError::Head(_) | SplitError::Chunked(_))) => {
+                return Err(Ending::OutOfStep(error.to_string()));
+            }
+        };
+        let bytes = buf.split_to(len).freeze();
+        let part = match head_len {
+            Some(head_len) => Part::Head {
+                bytes,
+                head_len,
+                at: Instant::now(),
+                end,
+            },
+            None => Part::Body { bytes, end },
+        };
+        // A user who left is not waiting any more; the answer was still read, to keep the connection in step.
+        let _ = to.send(Piece { seq, part }).await;
+        match end {
+            End::Whole { keep_alive, .. } => {
+                pipe.lock().waiting.pop_front();
+                if !keep_alive {
+                    return Err(Ending::ByInstance);
+                }
+            }
+            // Nothing can follow an answer that ends with the connection.
+            End::UntilClose => pipe.lock().accepting = false,
+            End::Open => {}
+        }
+    }
+}
+
+/// Tells every request still waiting how its answer ended, and takes the connection out of use.
+async fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
+    let waiting = {
+        let mut shared = pipe.lock();
+        shared.accepting = false;
+        shared.queued.clear();
+        std::mem::take(&mut shared.waiting)
+    };
+    if let Ending::Io(error) = ending {
+        tracing::debug!(%error, "pipelined instance connection failed");
+    }
+    for (index, waiter) in waiting.into_iter().enumerate() {
+        let part = match (index, ending) {
+            (0, Ending::ByInstance) if splitter.until_close() => Part::Body {
+                bytes: Bytes::new(),
+                end: End::Whole {
+                    data_bytes: splitter.body_bytes(),
+                    keep_alive: false,
+                },
+            },
+            (0, Ending::OutOfStep(why)) => Part::Broken(why.clone()),
+            (0, _) if splitter.in_answer() => Part::Broken("connection closed in the middle of the answer".into()),
+            _ => Part::Unanswered,
+        };
+        let _ = waiter.to.send(Piece { seq: waiter.seq, part }).await;
+    }
+}

@@ -1,0 +1,299 @@
+//! Pipelined instance connections (`pipelineDepth` above 1): many users' requests share connections and each
+//! user still gets exactly their own answer; requests a connection lost go again; a `POST` never waits behind
+//! others or has others behind it; a request that times out takes nobody's answer with it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use sluice_proxy::Timeouts;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::common::*;
+
+/// How a hand-written pipelining backend behaves.
+#[derive(Clone, Copy, Default)]
+struct Conduct {
+    /// Closes a connection, without a word, after answering this many requests on it.
+    answers_per_connection: Option<usize>,
+}
+
+/// What the backend saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+    /// The most requests that arrived in one read: above 1 means requests were pipelined.
+    most_in_one_read: AtomicUsize,
+    /// A request arrived on a connection while a `POST` on it was unanswered, or together with a `POST`.
+    post_shared: AtomicBool,
+}
+
+/// A backend that reads requests as they come, several per read when they were pipelined, and answers each
+/// in order with its path as the body: alternately with a length and chunked, none to `HEAD`. `POST`s are
+/// answered after 200 ms; `/hang` never is (nor anything after it on its connection).
+struct PipeliningBackend {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl PipeliningBackend {
+    async fn start(conduct: Conduct) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let seen = Arc::new(Seen::default());
+        let counters = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counters.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, conduct, counters.clone()));
+            }
+        });
+        Self { addr, seen, task }
+    }
+}
+
+impl Drop for PipeliningBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut stream: tokio::net::TcpStream, conduct: Conduct, seen: Arc<Seen>) {
+    let mut buf = Vec::new();
+    let mut answered = 0;
+    loop {
+        let mut chunk = [0_u8; 16 * 1024];
+        let Ok(read) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..read]);
+        let mut requests = Vec::new();
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let mut words = line.split(' ');
+            let method = words.next().unwrap_or_default().to_owned();
+            let path = words.next().unwrap_or_default().to_owned();
+            requests.push((method, path));
+        }
+        seen.requests.fetch_add(requests.len(), Ordering::SeqCst);
+        seen.most_in_one_read.fetch_max(requests.len(), Ordering::SeqCst);
+        if requests.len() > 1 && requests.iter().any(|(method, _)| method == "POST") {
+            seen.post_shared.store(true, Ordering::SeqCst);
+        }
+        let mut out = Vec::new();
+        for (method, path) in requests {
+            if conduct.answers_per_connection.is_some_and(|most| answered == most) {
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+            if path == "/hang" {
+                let _ = stream.write_all(&out).await;
+                // Holds the connection open, answering nothing more on it.
+                tokio::time::sleep(LOAD_DEADLINE).await;
+                return;
+            }
+            if method == "POST" {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Whatever came while the POST was unanswered shared its connection.
+                let mut probe = [0_u8; 1];
+                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.peek(&mut probe)).await
+                    && n > 0
+                {
+                    seen.post_shared.store(true, Ordering::SeqCst);
+                }
+            }
+            answered += 1;
+            if method == "HEAD" {
+                out.extend_from_slice(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", path.len()).as_bytes());
+            } else if answered % 2 == 0 {
+                out.extend_from_slice(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{path}\r\n0\r\n\r\n",
+                        path.len()
+                    )
+                    .as_bytes(),
+                );
+            } else {
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}", path.len()).as_bytes(),
+                );
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A proxy in front of `backend` pipelining up to 8 requests per connection, with a request timeout.
+async fn pipelining_proxy(backend: SocketAddr, request_ms: u64) -> (sluice_proxy::ProxyHandle, SocketAddr) {
+    let listen = free_addr();
+    let mut web = service("web", listen, &[("v1", 100, &[backend])]);
+    web.pipeline_depth = 8;
+    web.timeouts = Timeouts {
+        connect_ms: 5_000,
+        request_ms,
+    };
+    let proxy = start_proxy(Some(table(1, vec![web]))).await;
+    (proxy, listen)
+}
+
+/// `users` concurrent users sending `each` GETs (every fifth a HEAD) to paths of their own; panics unless
+/// every answer is 200 with the user's own path as its body.
+async fn users_get_their_own_answers(listen: SocketAddr, users: usize, each: usize) {
+    let mut tasks = JoinSet::new();
+    for user in 0..users {
+        tasks.spawn(async move {
+            let client = client();
+            for n in 0..each {
+                let path = format!("/user-{user}/request-{n}");
+                let head = n % 5 == 4;
+                let method = if head { http::Method::HEAD } else { http::Method::GET };
+                let request = Request::builder()
+                    .method(method)
+                    .uri(format!("http://{listen}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request");
+                let (status, headers, body) = send(&client, request).await;
+                assert_eq!(status, StatusCode::OK, "{path}: {body}");
+                if head {
+                    assert_eq!(body, "", "{path}: a HEAD answer has no body");
+                    assert_eq!(
+                        headers["content-length"].to_str().ok(),
+                        Some(path.len().to_string().as_str())
+                    );
+                } else {
+                    assert_eq!(body, path, "{path} got another user's answer");
+                }
+            }
+        });
+    }
+    tokio::time::timeout(LOAD_DEADLINE, async {
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a user's requests all succeed");
+        }
+    })
+    .await
+    .expect("users finish before the deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_users_share_pipelined_connections_and_each_gets_their_own_answer() {
+    let backend = PipeliningBackend::start(Conduct::default()).await;
+    let (proxy, listen) = pipelining_proxy(backend.addr, 60_000).await;
+
+    users_get_their_own_answers(listen, 40, 25).await;
+
+    let seen = &backend.seen;
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1000);
+    assert!(
+        seen.most_in_one_read.load(Ordering::SeqCst) > 1,
+        "requests of different users went out together"
+    );
+    assert!(
+        seen.connections.load(Ordering::SeqCst) < 40,
+        "fewer instance connections than users: {}",
+        seen.connections.load(Ordering::SeqCst)
+    );
+    let snapshot = snapshot(&client(), proxy.admin_addr()).await;
+    let v1 = snapshot.revisions.iter().find(|r| r.revision == "v1").expect("v1");
+    assert_eq!((v1.requests.success, v1.requests.total()), (1000, 1000));
+    proxy.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_closing_instance_left_unanswered_go_again_and_none_fails() {
+    let backend = PipeliningBackend::start(Conduct {
+        answers_per_connection: Some(3),
+    })
+    .await;
+    let (proxy, listen) = pipelining_proxy(backend.addr, 60_000).await;
+
+    users_get_their_own_answers(listen, 20, 10).await;
+
+    assert!(
+        backend.seen.requests.load(Ordering::SeqCst) > 200,
+        "some requests were lost with their connection and sent again"
+    );
+    proxy.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_never_shares_its_connection_while_gets_are_pipelined() {
+    let backend = PipeliningBackend::start(Conduct::default()).await;
+    let (proxy, listen) = pipelining_proxy(backend.addr, 60_000).await;
+
+    let posts = tokio::spawn(async move {
+        let client = client();
+        for n in 0..5 {
+            let path = format!("/post-{n}");
+            let request = Request::post(format!("http://{listen}{path}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let (status, _, body) = send(&client, request).await;
+            assert_eq!((status, body), (StatusCode::OK, path));
+        }
+    });
+    users_get_their_own_answers(listen, 20, 20).await;
+    posts.await.expect("posts are answered");
+
+    assert!(
+        backend.seen.most_in_one_read.load(Ordering::SeqCst) > 1,
+        "GETs were pipelined"
+    );
+    assert!(
+        !backend.seen.post_shared.load(Ordering::SeqCst),
+        "no request was sent on a connection with a POST in flight"
+    );
+    proxy.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_gets_504_and_those_behind_it_go_again() {
+    let backend = PipeliningBackend::start(Conduct::default()).await;
+    let (proxy, listen) = pipelining_proxy(backend.addr, 500).await;
+    let client = client();
+    // Warm one connection so the next requests pipeline behind `/hang` on it.
+    assert_eq!(
+        get(&client, listen, "/warm").await,
+        (StatusCode::OK, "/warm".to_owned())
+    );
+
+    let hang = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, listen, "/hang").await })
+    };
+    // Give `/hang` a head start so it is written first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let behind: Vec<_> = (0..3)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { get(&client, listen, &format!("/behind-{n}")).await })
+        })
+        .collect();
+
+    let (status, body) = hang.await.expect("hang task");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("request timeout"), "{body}");
+    for (n, answer) in behind.into_iter().enumerate() {
+        let (status, body) = answer.await.expect("task");
+        assert_eq!((status, body), (StatusCode::OK, format!("/behind-{n}")));
+    }
+    proxy.shutdown().await.expect("clean shutdown");
+}
