@@ -13,6 +13,7 @@
 //!       - { revision: canary, weight: 10, instances: ["127.0.0.1:9002"] }
 //!     match:
 //!       - { name: insiders, headers: { x-canary: { exact: always } }, revision: canary }
+//!     pipelineDepth: 8   # optional: pipeline up to 8 quick GETs per instance connection
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -96,6 +97,17 @@ services:
             web.session_affinity,
             Some(SessionAffinity::CookieName("sluice-canary".into()))
         );
+    }
+
+    #[test]
+    fn the_benchmark_routes_files_load_and_differ_only_in_pipelining() {
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/dataplane");
+        let pipelined = load_routes_file(&bench.join("routes.yaml")).expect("routes.yaml loads");
+        let mut unpipelined = load_routes_file(&bench.join("routes-unpipelined.yaml")).expect("loads");
+        assert_eq!(pipelined.services[0].pipeline_depth, 8);
+        assert_eq!(unpipelined.services[0].pipeline_depth, 1);
+        unpipelined.services[0].pipeline_depth = 8;
+        assert_eq!(pipelined, unpipelined);
     }
 
     #[test]

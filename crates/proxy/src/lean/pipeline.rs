@@ -238,7 +238,7 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
             () = idle.expired(), if is_idle => break Ending::Closed,
         }
     };
-    end(&pipe, &splitter, &ending).await;
+    end(&pipe, &splitter, &ending);
 }
 
 /// Sends the front requests the pieces of their answers that `buf` holds.
@@ -246,6 +246,10 @@ async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut) -> Re
     loop {
         let (seq, head_request, to) = {
             let shared = pipe.lock();
+            // A request that gave up closed the connection: its answer is not handed to the next in line.
+            if shared.stop {
+                return Err(Ending::Closed);
+            }
             match shared.waiting.front() {
                 Some(front) => (front.seq, front.head_request, front.to.clone()),
                 None if buf.is_empty() => return Ok(()),
@@ -290,7 +294,7 @@ async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut) -> Re
 }
 
 /// Tells every request still waiting how its answer ended, and takes the connection out of use.
-async fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
+fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
     let waiting = {
         let mut shared = pipe.lock();
         shared.accepting = false;
@@ -313,6 +317,13 @@ async fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
             (0, _) if splitter.in_answer() => Part::Broken("connection closed in the middle of the answer".into()),
             _ => Part::Unanswered,
         };
-        let _ = waiter.to.send(Piece { seq: waiter.seq, part }).await;
+        // Never wait here for a user who is not reading (one whose request gave up): the last word goes
+        // through when their channel has room, or is dropped with it.
+        let piece = Piece { seq: waiter.seq, part };
+        if let Err(mpsc::error::TrySendError::Full(piece)) = waiter.to.try_send(piece) {
+            tokio::spawn(async move {
+                let _ = waiter.to.send(piece).await;
+            });
+        }
     }
 }

@@ -18,21 +18,31 @@ const SWAPS: u64 = 100;
 
 #[tokio::test]
 async fn hundred_swaps_and_a_promotion_under_concurrent_load_fail_no_request() {
+    swaps_and_a_promotion_under_load(1).await;
+}
+
+#[tokio::test]
+async fn hundred_swaps_and_a_promotion_fail_no_request_on_pipelined_connections() {
+    swaps_and_a_promotion_under_load(8).await;
+}
+
+async fn swaps_and_a_promotion_under_load(pipeline_depth: u32) {
     let stable = TestBackend::start("stable").await;
     let canary = TestBackend::start("canary").await;
     let listen = free_addr();
+    let web = |backends: &[(&str, u32, &[std::net::SocketAddr])]| {
+        let mut web = service("web", listen, backends);
+        web.pipeline_depth = pipeline_depth;
+        web
+    };
     let split = |version: u64| {
         let canary_weight = [10, 50, 90, 0][(version % 4) as usize];
         table(
             version,
-            vec![service(
-                "web",
-                listen,
-                &[
-                    ("stable", 100 - canary_weight, &[stable.addr]),
-                    ("canary", canary_weight, &[canary.addr]),
-                ],
-            )],
+            vec![web(&[
+                ("stable", 100 - canary_weight, &[stable.addr]),
+                ("canary", canary_weight, &[canary.addr]),
+            ])],
         )
     };
     let proxy = start_proxy(Some(split(1))).await;
@@ -90,10 +100,7 @@ async fn hundred_swaps_and_a_promotion_under_concurrent_load_fail_no_request() {
         .expect("swaps finish before the deadline");
 
     // Promotion: the canary takes everything and the old stable leaves the table, still under load.
-    let promoted = table(
-        2 + SWAPS,
-        vec![service("web", listen, &[("canary", 100, &[canary.addr])])],
-    );
+    let promoted = table(2 + SWAPS, vec![web(&[("canary", 100, &[canary.addr])])]);
     let (status, answer) = put_routes(&client(), admin, &promoted).await;
     assert_eq!(status, StatusCode::OK, "promotion: {answer}");
     let stable_hits_at_promotion = stable.hits();
