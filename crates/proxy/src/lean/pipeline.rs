@@ -144,27 +144,47 @@ impl Pipes {
     /// back when every connection is full, so the caller opens another.
     pub(crate) fn submit(&self, request: &[u8], waiter: Waiter, depth: usize) -> Result<Arc<Pipe>, Waiter> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|pipe| pipe.lock().accepting);
-        let best = open
-            .iter()
-            .filter_map(|pipe| {
-                let shared = pipe.lock();
-                let in_flight = shared.waiting.len();
-                // Lower is better: batching first, then no wait at all, then the shortest wait.
-                let rank = match (shared.queued.is_empty(), in_flight) {
-                    (false, _) => 0,
-                    (true, 0) => 1,
-                    (true, busy) => 1 + busy,
-                };
-                (in_flight < depth).then_some((rank, pipe))
-            })
-            .min_by_key(|(rank, _)| *rank)
-            .map(|(_, pipe)| pipe.clone());
-        drop(open);
-        match best {
-            Some(pipe) => pipe.try_submit(request, waiter, depth).map(|()| pipe),
-            None => Err(waiter),
+        let mut best: Option<(usize, usize)> = None;
+        let mut index = 0;
+        while index < open.len() {
+            let rank = {
+                let shared = open[index].lock();
+                if !shared.accepting {
+                    None
+                } else if shared.waiting.len() >= depth {
+                    Some(usize::MAX)
+                } else {
+                    // Lower is better: batching first, then no wait at all, then the shortest wait.
+                    Some(match (shared.queued.is_empty(), shared.waiting.len()) {
+                        (false, _) => 0,
+                        (true, in_flight) => 1 + in_flight,
+                    })
+                }
+            };
+            match rank {
+                None => {
+                    open.swap_remove(index);
+                    continue;
+                }
+                Some(0) => {
+                    best = Some((0, index));
+                    break;
+                }
+                Some(usize::MAX) => {}
+                Some(rank) => {
+                    if best.is_none_or(|(best, _)| rank < best) {
+                        best = Some((rank, index));
+                    }
+                }
+            }
+            index += 1;
         }
+        let Some((_, index)) = best else {
+            return Err(waiter);
+        };
+        let pipe = open[index].clone();
+        drop(open);
+        pipe.try_submit(request, waiter, depth).map(|()| pipe)
     }
 
     /// Starts driving a new connection to the instance, with `request` as its first; the connection is
