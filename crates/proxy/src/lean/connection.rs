@@ -199,14 +199,13 @@ impl Client {
             body_len: request.body_len,
         };
         self.inbound.drain(..used);
-        let set_cookie = decision.set_cookie.as_ref().map(http::HeaderValue::as_bytes);
         if service.pipeline_depth > 1 && pipelinable {
             let request = Pipelined {
                 backend: decision.backend,
                 depth: service.pipeline_depth,
                 connect_timeout: service.connect_timeout,
                 request_timeout: service.request_timeout,
-                set_cookie,
+                set_cookie: decision.set_cookie.as_ref(),
                 head_request,
                 client_close,
             };
@@ -230,6 +229,7 @@ impl Client {
             Err((status, text)) => return self.answer_own(exchange, status, &text, client_close).await,
         };
         deadline.set(received + service.request_timeout);
+        let set_cookie = decision.set_cookie.as_ref().map(http::HeaderValue::as_bytes);
         let answer = loop {
             match self
                 .send(&mut upstream, deadline, head_request, set_cookie, client_close)

@@ -3,9 +3,10 @@
 
 use std::mem::MaybeUninit;
 
+use bytes::BufMut;
 use http::header;
 
-use crate::forward::{HOP_BY_HOP, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, request_id_digits};
+use crate::forward::{HOP_BY_HOP_NAMES, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, request_id_digits};
 
 /// More headers than this and the request goes to hyper (which answers `431`, as it always did).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -287,7 +288,7 @@ pub(crate) fn parse_response<'b>(
 /// Writes the head sent to the client: the instance's status line and headers minus the hop-by-hop ones,
 /// then the affinity cookie, and `connection: close` when the client connection ends after this answer.
 pub(crate) fn write_client_head(
-    out: &mut Vec<u8>,
+    out: &mut impl BufMut,
     response: &ResponseHead<'_>,
     set_cookie: Option<&[u8]>,
     close: bool,
@@ -295,15 +296,15 @@ pub(crate) fn write_client_head(
     // httparse only accepts three-digit status codes.
     let status = response.status;
     let digit = |n: u16| b'0' + (n % 10) as u8;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status), b' ']);
-    out.extend_from_slice(response.reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(&[digit(status / 100), digit(status / 10), digit(status), b' ']);
+    out.put_slice(response.reason.as_bytes());
+    out.put_slice(b"\r\n");
     let hop_by_hop = HopByHop::of(response.headers);
     for header in response.headers {
         let name = header.name;
         // The body is relayed as framed, so its framing header stays.
-        if !name.eq_ignore_ascii_case(header::TRANSFER_ENCODING.as_str()) && hop_by_hop.contains(name) {
+        if !name.eq_ignore_ascii_case("transfer-encoding") && hop_by_hop.contains(name) {
             continue;
         }
         write_header(out, name.as_bytes(), header.value);
@@ -312,9 +313,9 @@ pub(crate) fn write_client_head(
         write_header(out, header::SET_COOKIE.as_str().as_bytes(), cookie);
     }
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.put_slice(b"connection: close\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+    out.put_slice(b"\r\n");
 }
 
 /// Writes a whole answer of the proxy's own: plain text with its length.
@@ -333,11 +334,11 @@ pub(crate) fn write_message(out: &mut Vec<u8>, status: http::StatusCode, text: &
     out.extend_from_slice(text.as_bytes());
 }
 
-fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+fn write_header(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
 }
 
 /// Which headers of a message describe one connection (RFC 9110 §7.6.1): the standard hop-by-hop ones, and
@@ -358,7 +359,9 @@ impl<'h> HopByHop<'h> {
     }
 
     fn contains(&self, name: &str) -> bool {
-        HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop.as_str()))
+        // Plain strings: this runs for every header of every message, and `HeaderName::as_str` of a standard
+        // name is a lookup.
+        HOP_BY_HOP_NAMES.iter().any(|hop| name.eq_ignore_ascii_case(hop))
             || self.naming.is_some_and(|headers| {
                 connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
             })
@@ -368,7 +371,7 @@ impl<'h> HopByHop<'h> {
 fn connection_tokens<'h>(headers: &'h [httparse::Header<'h>]) -> impl Iterator<Item = &'h [u8]> {
     headers
         .iter()
-        .filter(|header| header.name.eq_ignore_ascii_case(header::CONNECTION.as_str()))
+        .filter(|header| header.name.eq_ignore_ascii_case("connection"))
         .flat_map(|header| header.value.split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
 }

@@ -23,12 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
+use http::HeaderValue;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::deadline::Deadline;
+use super::head::{self, Framing};
 use super::splitter::{Cut, End, SplitError, Splitter};
 
 /// Bytes asked of the kernel per read from an instance.
@@ -46,12 +48,16 @@ pub(crate) struct Piece {
 
 #[derive(Debug)]
 pub(crate) enum Part {
-    /// The answer's head (its first `head_len` bytes) and the body bytes that came with it.
+    /// The answer's head, as the client gets it, and the body bytes that came with it.
     Head {
-        bytes: Bytes,
-        head_len: usize,
+        head: Bytes,
+        body: Bytes,
+        status: u16,
+        /// When the instance's head was whole: the end of the latency measured.
         at: Instant,
         end: End,
+        /// The client connection ends after this answer.
+        close: bool,
     },
     /// More of the body.
     Body { bytes: Bytes, end: End },
@@ -67,6 +73,10 @@ pub(crate) struct Waiter {
     pub(crate) seq: u64,
     /// Its answer has no body whatever the headers say.
     pub(crate) head_request: bool,
+    /// The client connection ends after this answer.
+    pub(crate) client_close: bool,
+    /// A new user's affinity cookie, set on the answer.
+    pub(crate) set_cookie: Option<HeaderValue>,
     pub(crate) to: mpsc::Sender<Piece>,
 }
 
@@ -217,6 +227,7 @@ enum Ending {
 
 async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut heads = BytesMut::new();
     let mut out = Vec::new();
     let mut splitter = Splitter::default();
     let mut idle = Deadline::new(Instant::now() + IDLE_TIMEOUT);
@@ -248,7 +259,7 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
             read = stream.read_buf(&mut buf) => match read {
                 Ok(0) => break Ending::ByInstance,
                 Ok(_) => {
-                    if let Err(ending) = deliver(&pipe, &mut splitter, &mut buf).await {
+                    if let Err(ending) = deliver(&pipe, &mut splitter, &mut buf, &mut heads).await {
                         break ending;
                     }
                 }
@@ -261,22 +272,36 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
     end(&pipe, &splitter, &ending);
 }
 
-/// Sends the front requests the pieces of their answers that `buf` holds.
-async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut) -> Result<(), Ending> {
+/// Sends the front requests the pieces of their answers that `buf` holds; their heads are rewritten for the
+/// client into `heads`.
+async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut, heads: &mut BytesMut) -> Result<(), Ending> {
     loop {
-        let (seq, head_request, to) = {
+        let (seq, head_request, client_close, set_cookie, to) = {
             let shared = pipe.lock();
             // A request that gave up closed the connection: its answer is not handed to the next in line.
             if shared.stop {
                 return Err(Ending::Closed);
             }
             match shared.waiting.front() {
-                Some(front) => (front.seq, front.head_request, front.to.clone()),
+                Some(front) => (
+                    front.seq,
+                    front.head_request,
+                    front.client_close,
+                    front.set_cookie.clone(),
+                    front.to.clone(),
+                ),
                 None if buf.is_empty() => return Ok(()),
                 None => return Err(Ending::OutOfStep("the instance sent bytes nobody asked for".into())),
             }
         };
-        let (len, head_len, end) = match splitter.next(buf, head_request) {
+        let mut answer_head = None;
+        let cut = splitter.next(buf, head_request, |response| {
+            let close = client_close || response.framing == Framing::UntilClose;
+            let cookie = set_cookie.as_ref().map(HeaderValue::as_bytes);
+            head::write_client_head(heads, response, cookie, close);
+            answer_head = Some((response.status, close));
+        });
+        let (len, head_len, end) = match cut {
             Ok(Cut::NeedMore) => return Ok(()),
             Ok(Cut::Interim(len)) => {
                 buf.advance(len);
@@ -287,15 +312,17 @@ async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut) -> Re
                 return Err(Ending::OutOfStep(error.to_string()));
             }
         };
-        let bytes = buf.split_to(len).freeze();
-        let part = match head_len {
-            Some(head_len) => Part::Head {
-                bytes,
-                head_len,
+        let mut bytes = buf.split_to(len).freeze();
+        let part = match (head_len, answer_head) {
+            (Some(head_len), Some((status, close))) => Part::Head {
+                head: heads.split().freeze(),
+                body: bytes.split_off(head_len),
+                status,
                 at: Instant::now(),
                 end,
+                close,
             },
-            None => Part::Body { bytes, end },
+            _ => Part::Body { bytes, end },
         };
         // A user who left is not waiting any more; the answer was still read, to keep the connection in step.
         let _ = to.send(Piece { seq, part }).await;

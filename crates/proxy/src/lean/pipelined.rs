@@ -6,13 +6,12 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::connection::{Client, Exchange, SERVER_ERROR, Step, write_two};
 use super::deadline::Deadline;
-use super::head::{self, Framing};
 use super::pipeline::{Part, Piece, Waiter};
 use super::splitter::End;
 use crate::forward;
@@ -31,9 +30,19 @@ pub(super) struct Pipelined<'a> {
     pub(super) depth: usize,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
-    pub(super) set_cookie: Option<&'a [u8]>,
+    pub(super) set_cookie: Option<&'a HeaderValue>,
     pub(super) head_request: bool,
     pub(super) client_close: bool,
+}
+
+/// The first part of an answer, as the connection's driver hands it over.
+struct AnswerStart {
+    head: Bytes,
+    body: Bytes,
+    status: u16,
+    at: Instant,
+    end: End,
+    close: bool,
 }
 
 /// The channel a client connection's pipelined answers come over, kept for the connection's life; every
@@ -105,6 +114,8 @@ impl Client {
                 let waiter = Waiter {
                     seq,
                     head_request: request.head_request,
+                    client_close: request.client_close,
+                    set_cookie: request.set_cookie.cloned(),
                     to: to.clone(),
                 };
                 async move {
@@ -128,15 +139,23 @@ impl Client {
             };
             let failure = match answers.next(seq, Some(deadline)).await {
                 Some(Part::Head {
-                    bytes,
-                    head_len,
+                    head,
+                    body,
+                    status,
                     at,
                     end,
+                    close,
                 }) => {
                     deadline.set(at + super::connection::HEADER_TIMEOUT);
-                    return self
-                        .relay_pipelined(answers, exchange, request, seq, bytes, head_len, at, end)
-                        .await;
+                    let answer = AnswerStart {
+                        head,
+                        body,
+                        status,
+                        at,
+                        end,
+                        close,
+                    };
+                    return self.relay_pipelined(answers, exchange, seq, answer).await;
                 }
                 None => {
                     // Its answer would arrive ahead of those behind it: the connection goes, they go again.
@@ -164,41 +183,25 @@ impl Client {
 
     /// Writes the client's head and the body pieces as they come. The exchange is recorded before the write
     /// that hands the client the answer's last byte, as on the lean path's own connections.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of an answer head, passed as received"
-    )]
     async fn relay_pipelined(
         &mut self,
         answers: &mut Answers,
         exchange: Exchange<'_>,
-        request: &Pipelined<'_>,
         seq: u64,
-        bytes: Bytes,
-        head_len: usize,
-        at: Instant,
-        mut end: End,
+        answer: AnswerStart,
     ) -> Step {
-        let mut slots = head::header_slots();
-        let (status, close) = match head::parse_response(&bytes, &mut slots, request.head_request) {
-            Ok(Some(response)) => {
-                let close = request.client_close || response.framing == Framing::UntilClose;
-                self.head.clear();
-                head::write_client_head(&mut self.head, &response, request.set_cookie, close);
-                (response.status, close)
-            }
-            // The driver cut these bytes at a head it parsed; they cannot fail to parse again.
-            _ => {
-                let latency = at - exchange.received;
-                exchange.finish(SERVER_ERROR, latency, 0, 0);
-                return Step::Answered { keep_alive: false };
-            }
-        };
+        let AnswerStart {
+            head,
+            mut body,
+            status,
+            at,
+            mut end,
+            close,
+        } = answer;
         let class = class_of(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
         let latency = at - exchange.received;
         let received = exchange.body_len as u64;
-        let mut body = bytes.slice(head_len..);
-        let mut head: &[u8] = &self.head;
+        let mut head: &[u8] = &head;
         let mut sent = 0_u64;
         loop {
             if let End::Whole { data_bytes, .. } = end {

@@ -4,7 +4,7 @@
 //! Pure: bytes in, cuts out. The driver of a pipelined connection owns the buffer and the I/O.
 
 use super::chunked::{ChunkedScanner, Scan};
-use super::head::{self, Framing, ResponseError};
+use super::head::{self, Framing, ResponseError, ResponseHead};
 
 /// The next cut of the buffer's front.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,15 +86,26 @@ impl Splitter {
     }
 
     /// The next cut of `buf`, the bytes received and not cut yet; `head_request` when the front request is
-    /// a `HEAD` (its answer has no body whatever its headers say).
-    pub(crate) fn next(&mut self, buf: &[u8], head_request: bool) -> Result<Cut, SplitError> {
+    /// a `HEAD` (its answer has no body whatever its headers say). A final answer head is shown to
+    /// `on_head` as parsed, so it is parsed once.
+    pub(crate) fn next(
+        &mut self,
+        buf: &[u8],
+        head_request: bool,
+        on_head: impl FnOnce(&ResponseHead<'_>),
+    ) -> Result<Cut, SplitError> {
         match self.body.take() {
-            None => self.head(buf, head_request),
+            None => self.head(buf, head_request, on_head),
             Some(body) => self.body_cut(body, buf, 0),
         }
     }
 
-    fn head(&mut self, buf: &[u8], head_request: bool) -> Result<Cut, SplitError> {
+    fn head(
+        &mut self,
+        buf: &[u8],
+        head_request: bool,
+        on_head: impl FnOnce(&ResponseHead<'_>),
+    ) -> Result<Cut, SplitError> {
         let mut slots = head::header_slots();
         let Some(response) = head::parse_response(buf, &mut slots, head_request)? else {
             return Ok(Cut::NeedMore);
@@ -102,6 +113,7 @@ impl Splitter {
         if (100..200).contains(&response.status) {
             return Ok(Cut::Interim(response.head_len));
         }
+        on_head(&response);
         let head_len = response.head_len;
         let keep_alive = response.keep_alive;
         let body = match response.framing {
@@ -270,7 +282,10 @@ mod tests {
         let mut cut = vec![(Vec::new(), End::Open); answers.len()];
         let mut front = 0;
         while front < answers.len() {
-            match splitter.next(&buf, answers[front].head_request).expect("valid answers") {
+            match splitter
+                .next(&buf, answers[front].head_request, |_| {})
+                .expect("valid answers")
+            {
                 Cut::NeedMore => {
                     assert!(fed < stream.len(), "needs more than the whole stream");
                     let take = reads.next().unwrap_or(1).max(1).min(stream.len() - fed);
@@ -317,7 +332,9 @@ mod tests {
     #[test]
     fn a_close_delimited_answer_takes_everything_and_counts_it() {
         let mut splitter = Splitter::default();
-        let cut = splitter.next(b"HTTP/1.1 200 OK\r\n\r\nabc", false).expect("valid");
+        let cut = splitter
+            .next(b"HTTP/1.1 200 OK\r\n\r\nabc", false, |_| {})
+            .expect("valid");
         assert_eq!(
             cut,
             Cut::Answer {
@@ -326,9 +343,9 @@ mod tests {
                 end: End::UntilClose
             }
         );
-        assert_eq!(splitter.next(b"", false).expect("valid"), Cut::NeedMore);
+        assert_eq!(splitter.next(b"", false, |_| {}).expect("valid"), Cut::NeedMore);
         assert_eq!(
-            splitter.next(b"defg", false).expect("valid"),
+            splitter.next(b"defg", false, |_| {}).expect("valid"),
             Cut::Answer {
                 len: 4,
                 head_len: None,
@@ -342,7 +359,11 @@ mod tests {
     #[test]
     fn a_broken_chunked_body_is_an_error() {
         let mut splitter = Splitter::default();
-        let result = splitter.next(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", false);
+        let result = splitter.next(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            false,
+            |_| {},
+        );
         assert!(matches!(result, Err(SplitError::Chunked(_))), "{result:?}");
     }
 }

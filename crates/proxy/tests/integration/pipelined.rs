@@ -297,3 +297,24 @@ async fn a_request_that_times_out_gets_504_and_those_behind_it_go_again() {
     }
     proxy.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_pipelined_answer_carries_a_new_users_affinity_cookie_and_the_clients_close() {
+    let backend = PipeliningBackend::start(Conduct::default()).await;
+    let listen = free_addr();
+    let mut web = service("web", listen, &[("v1", 100, &[backend.addr])]);
+    web.pipeline_depth = 8;
+    web.session_affinity = Some(sluice_proxy::SessionAffinity::CookieName("sluice-canary".into()));
+    let proxy = start_proxy(Some(table(1, vec![web]))).await;
+
+    let request = Request::get(format!("http://{listen}/first"))
+        .header("connection", "close")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let (status, headers, body) = send(&client(), request).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "/first"));
+    let cookie = headers["set-cookie"].to_str().expect("ascii");
+    assert!(cookie.starts_with("sluice-canary="), "{cookie}");
+    assert_eq!(headers["connection"], "close", "the client asked to close");
+    proxy.shutdown().await.expect("clean shutdown");
+}
