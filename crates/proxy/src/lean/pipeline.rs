@@ -46,21 +46,27 @@ pub(crate) struct Piece {
     pub(crate) part: Part,
 }
 
+/// The start of an answer: its head as the client gets it, and the body bytes that came with it.
+#[derive(Debug)]
+pub(crate) struct AnswerStart {
+    pub(crate) head: Bytes,
+    pub(crate) body: Bytes,
+    pub(crate) status: u16,
+    /// When the instance's head was whole: the end of the latency measured.
+    pub(crate) at: Instant,
+    pub(crate) end: End,
+    /// The client connection ends after this answer.
+    pub(crate) close: bool,
+}
+
 #[derive(Debug)]
 pub(crate) enum Part {
-    /// The answer's head, as the client gets it, and the body bytes that came with it.
-    Head {
-        head: Bytes,
-        body: Bytes,
-        status: u16,
-        /// When the instance's head was whole: the end of the latency measured.
-        at: Instant,
-        end: End,
-        /// The client connection ends after this answer.
-        close: bool,
-    },
+    Head(AnswerStart),
     /// More of the body.
-    Body { bytes: Bytes, end: End },
+    Body {
+        bytes: Bytes,
+        end: End,
+    },
     /// The connection ended before this answer began: the request may be sent again.
     Unanswered,
     /// The answer cannot be relayed (malformed, or cut off in its body); nothing more comes.
@@ -314,14 +320,14 @@ async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut, heads
         };
         let mut bytes = buf.split_to(len).freeze();
         let part = match (head_len, answer_head) {
-            (Some(head_len), Some((status, close))) => Part::Head {
+            (Some(head_len), Some((status, close))) => Part::Head(AnswerStart {
                 head: heads.split().freeze(),
                 body: bytes.split_off(head_len),
                 status,
                 at: Instant::now(),
                 end,
                 close,
-            },
+            }),
             _ => Part::Body { bytes, end },
         };
         // A user who left is not waiting any more; the answer was still read, to keep the connection in step.

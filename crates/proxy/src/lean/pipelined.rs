@@ -5,14 +5,12 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::connection::{Client, Exchange, SERVER_ERROR, Step, write_two};
 use super::deadline::Deadline;
-use super::pipeline::{Part, Piece, Waiter};
+use super::pipeline::{AnswerStart, Part, Piece, Waiter};
 use super::splitter::End;
 use crate::forward;
 use crate::routing::BackendRoutes;
@@ -33,16 +31,6 @@ pub(super) struct Pipelined<'a> {
     pub(super) set_cookie: Option<&'a HeaderValue>,
     pub(super) head_request: bool,
     pub(super) client_close: bool,
-}
-
-/// The first part of an answer, as the connection's driver hands it over.
-struct AnswerStart {
-    head: Bytes,
-    body: Bytes,
-    status: u16,
-    at: Instant,
-    end: End,
-    close: bool,
 }
 
 /// The channel a client connection's pipelined answers come over, kept for the connection's life; every
@@ -138,23 +126,8 @@ impl Client {
                 Err((status, text)) => return self.answer_own(exchange, status, &text, request.client_close).await,
             };
             let failure = match answers.next(seq, Some(deadline)).await {
-                Some(Part::Head {
-                    head,
-                    body,
-                    status,
-                    at,
-                    end,
-                    close,
-                }) => {
-                    deadline.set(at + super::connection::HEADER_TIMEOUT);
-                    let answer = AnswerStart {
-                        head,
-                        body,
-                        status,
-                        at,
-                        end,
-                        close,
-                    };
+                Some(Part::Head(answer)) => {
+                    deadline.set(answer.at + super::connection::HEADER_TIMEOUT);
                     return self.relay_pipelined(answers, exchange, seq, answer).await;
                 }
                 None => {
