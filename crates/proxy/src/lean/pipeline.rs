@@ -104,11 +104,12 @@ struct Shared {
 }
 
 impl Pipe {
-    fn new() -> Self {
+    /// A new connection's pipe, with its first request queued.
+    fn with_first(request: &[u8], waiter: Waiter) -> Self {
         Self {
             shared: Mutex::new(Shared {
-                queued: Vec::new(),
-                waiting: VecDeque::new(),
+                queued: request.to_vec(),
+                waiting: VecDeque::from([waiter]),
                 accepting: true,
                 stop: false,
             }),
@@ -206,11 +207,7 @@ impl Pipes {
     /// Starts driving a new connection to the instance, with `request` as its first; the connection is
     /// offered to later requests.
     pub(crate) fn start(&self, stream: TcpStream, request: &[u8], waiter: Waiter) -> Arc<Pipe> {
-        let pipe = Arc::new(Pipe::new());
-        // A new connection is open and empty: the first request always fits.
-        if pipe.try_submit(request, waiter, 1).is_err() {
-            unreachable!("a new pipelined connection takes its first request");
-        }
+        let pipe = Arc::new(Pipe::with_first(request, waiter));
         tokio::spawn(drive(pipe.clone(), stream));
         self.open
             .lock()
@@ -232,9 +229,12 @@ enum Ending {
 }
 
 async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
+    let (mut reader, mut writer) = stream.split();
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut heads = BytesMut::new();
+    // Requests being written, and how much of them is.
     let mut out = Vec::new();
+    let mut written = 0;
     let mut splitter = Splitter::default();
     let mut idle = Deadline::new(Instant::now() + IDLE_TIMEOUT);
     let mut was_idle = false;
@@ -244,25 +244,25 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
             if shared.stop {
                 break Ending::Closed;
             }
-            std::mem::swap(&mut shared.queued, &mut out);
+            if written == out.len() {
+                out.clear();
+                written = 0;
+                std::mem::swap(&mut shared.queued, &mut out);
+            }
             shared.waiting.is_empty()
         };
         if is_idle && !was_idle {
             idle.set(Instant::now() + IDLE_TIMEOUT);
         }
         was_idle = is_idle;
-        if !out.is_empty() {
-            if let Err(error) = stream.write_all(&out).await {
-                break Ending::Io(error);
-            }
-            out.clear();
-        }
         if buf.capacity() - buf.len() < READ_SIZE / 2 {
             buf.reserve(READ_SIZE);
         }
+        // Reading goes on while requests are written: an instance that answers before it reads on must not
+        // find both sides waiting for the other.
         tokio::select! {
             biased;
-            read = stream.read_buf(&mut buf) => match read {
+            read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break Ending::ByInstance,
                 Ok(_) => {
                     if let Err(ending) = deliver(&pipe, &mut splitter, &mut buf, &mut heads).await {
@@ -271,7 +271,12 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
                 }
                 Err(error) => break Ending::Io(error),
             },
-            () = pipe.wake.notified() => {}
+            wrote = writer.write(&out[written..]), if written < out.len() => match wrote {
+                Ok(0) => break Ending::Io(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(error) => break Ending::Io(error),
+            },
+            () = pipe.wake.notified(), if written == out.len() => {}
             () = idle.expired(), if is_idle => break Ending::Closed,
         }
     };
