@@ -153,20 +153,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+    fn the_bodys_framing_goes_with_the_proxys_hop_by_hop_headers() {
+        // The proxy's own tests cover which headers are hop by hop; this is what the shadow adds to them.
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
-        headers.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
-        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["host", "x-kept"]);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["host"]);
     }
 
     #[test]
