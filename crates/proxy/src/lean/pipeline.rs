@@ -13,7 +13,9 @@
 //! How: one driver task per connection owns the socket. Users' tasks queue their request bytes and a
 //! [`Waiter`] under a lock, in the same order, and wake the driver; it writes whatever is queued, reads,
 //! cuts the answers apart ([`Splitter`]) and sends each user the pieces of their own answer over the channel
-//! their client connection keeps for it. A connection that breaks, is closed by the instance, or sends what
+//! their client connection keeps for it. It writes the next batch once the one before is answered: the
+//! requests queued meanwhile would get their answers after those anyway, and going out together they cost the
+//! instance one read and us one write. Which connection a request joins is [`Choice`]'s. A connection that breaks, is closed by the instance, or sends what
 //! nobody asked for ends: the answer being relayed is cut off, and every request behind it is told it was
 //! not answered, so it goes again on another connection.
 
@@ -97,10 +99,19 @@ struct Shared {
     queued: Vec<u8>,
     /// Requests queued or sent and not answered in full, oldest first.
     waiting: VecDeque<Waiter>,
+    /// How many of `waiting`, at its tail, are still in `queued`.
+    unsent: usize,
     /// Takes more requests: false once the connection is ending, or its current answer runs until close.
     accepting: bool,
     /// The driver is to stop: a request gave up waiting.
     stop: bool,
+}
+
+impl Shared {
+    /// Requests written and not answered in full.
+    fn in_flight(&self) -> usize {
+        self.waiting.len() - self.unsent
+    }
 }
 
 impl Pipe {
@@ -110,6 +121,7 @@ impl Pipe {
             shared: Mutex::new(Shared {
                 queued: request.to_vec(),
                 waiting: VecDeque::from([waiter]),
+                unsent: 1,
                 accepting: true,
                 stop: false,
             }),
@@ -141,6 +153,7 @@ impl Pipe {
         let wake = shared.queued.is_empty();
         shared.queued.extend_from_slice(request);
         shared.waiting.push_back(waiter);
+        shared.unsent += 1;
         drop(shared);
         if wake {
             self.wake.notify_one();
@@ -156,47 +169,28 @@ pub(crate) struct Pipes {
 }
 
 impl Pipes {
-    /// Queues `request` on an open connection with room, preferring one whose queued requests are not
-    /// written yet (they go out in the same write), then an idle one, then the least busy. Gives the waiter
-    /// back when every connection is full, so the caller opens another.
+    /// Queues `request` on an open connection with room (see [`Choice`]), or gives the waiter back when every
+    /// connection is full, so the caller opens another.
     pub(crate) fn submit(&self, request: &[u8], waiter: Waiter, depth: usize) -> Result<Arc<Pipe>, Waiter> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut best: Option<(usize, usize)> = None;
+        let mut choice = Choice::new(depth);
         let mut index = 0;
         while index < open.len() {
-            let rank = {
+            let load = {
                 let shared = open[index].lock();
-                if !shared.accepting {
-                    None
-                } else if shared.waiting.len() >= depth {
-                    Some(usize::MAX)
-                } else {
-                    // Lower is better: batching first, then no wait at all, then the shortest wait.
-                    Some(match (shared.queued.is_empty(), shared.waiting.len()) {
-                        (false, _) => 0,
-                        (true, in_flight) => 1 + in_flight,
-                    })
-                }
+                shared.accepting.then(|| Load {
+                    unsent: shared.unsent,
+                    in_flight: shared.in_flight(),
+                })
             };
-            match rank {
-                None => {
-                    open.swap_remove(index);
-                    continue;
-                }
-                Some(0) => {
-                    best = Some((0, index));
-                    break;
-                }
-                Some(usize::MAX) => {}
-                Some(rank) => {
-                    if best.is_none_or(|(best, _)| rank < best) {
-                        best = Some((rank, index));
-                    }
-                }
-            }
+            let Some(load) = load else {
+                open.swap_remove(index);
+                continue;
+            };
+            choice.offer(index, load);
             index += 1;
         }
-        let Some((_, index)) = best else {
+        let Some(index) = choice.chosen() else {
             return Err(waiter);
         };
         let pipe = open[index].clone();
@@ -214,6 +208,97 @@ impl Pipes {
             .unwrap_or_else(PoisonError::into_inner)
             .push(pipe.clone());
         pipe
+    }
+}
+
+/// What an open connection carries.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    /// Requests queued and not written yet.
+    unsent: usize,
+    /// Requests written and not answered in full.
+    in_flight: usize,
+}
+
+/// Which open connection a request joins, offered each in turn.
+///
+/// One whose queued requests are about to be written comes first: the request goes out in the same write.
+/// After that it depends on how many requests the instance has waiting on this worker. While they are fewer
+/// than `depth`, an idle connection is preferred, so a request waits for nobody else's answer. From `depth`
+/// on, batching is: a request joins requests held behind a batch in flight, then a connection with a batch in
+/// flight, and takes an idle one last. Its answer comes a round trip later, which under that load it mostly
+/// would anyway, and the instance gets a few writes for many requests, which under that load is what it can
+/// least spare.
+struct Choice {
+    depth: usize,
+    waiting: usize,
+    calm: Best,
+    busy: Best,
+}
+
+impl Choice {
+    fn new(depth: usize) -> Self {
+        Self {
+            depth,
+            waiting: 0,
+            calm: Best::default(),
+            busy: Best::default(),
+        }
+    }
+
+    fn offer(&mut self, index: usize, load: Load) {
+        let Load { unsent, in_flight } = load;
+        self.waiting += unsent + in_flight;
+        if unsent + in_flight >= self.depth {
+            return;
+        }
+        // Lower is better.
+        self.calm.offer(
+            index,
+            match (unsent, in_flight) {
+                (1.., 0) => 0,
+                (0, 0) => 1,
+                (1.., _) => 2,
+                (0, in_flight) => 2 + in_flight,
+            },
+        );
+        self.busy.offer(
+            index,
+            match (unsent, in_flight) {
+                (1.., 0) => 0,
+                (1.., _) => 1,
+                (0, 1..) => 2,
+                (0, 0) => 3,
+            },
+        );
+    }
+
+    /// The index of the connection chosen; `None` when every one is full.
+    fn chosen(self) -> Option<usize> {
+        if self.waiting < self.depth {
+            self.calm
+        } else {
+            self.busy
+        }
+        .index
+    }
+}
+
+/// The connection ranked best so far.
+#[derive(Default)]
+struct Best {
+    index: Option<usize>,
+    rank: usize,
+}
+
+impl Best {
+    fn offer(&mut self, index: usize, rank: usize) {
+        if self.index.is_none() || rank < self.rank {
+            *self = Self {
+                index: Some(index),
+                rank,
+            };
+        }
     }
 }
 
@@ -244,10 +329,13 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
             if shared.stop {
                 break Ending::Closed;
             }
-            if written == out.len() {
+            // The next batch goes once the one before is answered: requests queued meanwhile go out together,
+            // and their answers would have come after those anyway.
+            if written == out.len() && shared.in_flight() == 0 {
                 out.clear();
                 written = 0;
                 std::mem::swap(&mut shared.queued, &mut out);
+                shared.unsent = 0;
             }
             shared.waiting.is_empty()
         };
@@ -293,7 +381,7 @@ async fn deliver(pipe: &Pipe, splitter: &mut Splitter, buf: &mut BytesMut, heads
             if shared.stop {
                 return Err(Ending::Closed);
             }
-            match shared.waiting.front() {
+            match shared.waiting.front().filter(|_| shared.in_flight() > 0) {
                 Some(front) => (
                     front.seq,
                     front.head_request,
@@ -357,6 +445,7 @@ fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
         let mut shared = pipe.lock();
         shared.accepting = false;
         shared.queued.clear();
+        shared.unsent = 0;
         std::mem::take(&mut shared.waiting)
     };
     if let Ending::Io(error) = ending {
@@ -383,5 +472,65 @@ fn end(pipe: &Pipe, splitter: &Splitter, ending: &Ending) {
                 let _ = waiter.to.send(piece).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Choice, Load};
+
+    /// The connection a request joins, given each open connection's (unsent, in flight).
+    fn choose(depth: usize, loads: &[(usize, usize)]) -> Option<usize> {
+        let mut choice = Choice::new(depth);
+        for (index, &(unsent, in_flight)) in loads.iter().enumerate() {
+            choice.offer(index, Load { unsent, in_flight });
+        }
+        choice.chosen()
+    }
+
+    #[test]
+    fn a_request_goes_out_with_requests_about_to_be_written_whatever_the_load() {
+        assert_eq!(choose(16, &[(0, 0), (2, 0)]), Some(1));
+        assert_eq!(choose(4, &[(0, 3), (0, 0), (1, 0), (1, 2)]), Some(2));
+    }
+
+    #[test]
+    fn under_light_load_a_request_waits_for_nobody() {
+        assert_eq!(
+            choose(16, &[(0, 1), (1, 2), (0, 0)]),
+            Some(2),
+            "an idle connection first"
+        );
+        assert_eq!(
+            choose(16, &[(0, 3), (1, 1), (0, 2)]),
+            Some(1),
+            "then a batch being formed"
+        );
+        assert_eq!(choose(16, &[(0, 3), (0, 1), (0, 2)]), Some(1), "then the shortest wait");
+    }
+
+    #[test]
+    fn under_heavy_load_a_request_joins_a_batch_rather_than_an_idle_connection() {
+        assert_eq!(
+            choose(4, &[(0, 0), (0, 3), (1, 2)]),
+            Some(2),
+            "a batch being formed first"
+        );
+        assert_eq!(
+            choose(4, &[(0, 0), (0, 2), (0, 2)]),
+            Some(1),
+            "then a connection with a batch in flight"
+        );
+        assert_eq!(
+            choose(4, &[(0, 4), (0, 0)]),
+            Some(1),
+            "an idle one when the others are full"
+        );
+    }
+
+    #[test]
+    fn full_connections_are_never_chosen() {
+        assert_eq!(choose(2, &[(0, 2), (1, 1), (2, 0)]), None);
+        assert_eq!(choose(1, &[(0, 1)]), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Pipelined instance connections (`pipelineDepth` above 1): many users' requests share connections and each
 //! user still gets exactly their own answer; requests a connection lost go again; a `POST` never waits behind
-//! others or has others behind it; a request that times out takes nobody's answer with it.
+//! others or has others behind it; a request that times out takes nobody's answer with it; requests that come
+//! while a batch is in flight go out together once it is answered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,15 +14,18 @@ use http_body_util::Full;
 use sluice_proxy::Timeouts;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::common::*;
 
 /// How a hand-written pipelining backend behaves.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Conduct {
     /// Closes a connection, without a word, after answering this many requests on it.
     answers_per_connection: Option<usize>,
+    /// `/gate` is answered once this is notified.
+    gate: Option<Arc<Notify>>,
 }
 
 /// What the backend saw.
@@ -33,11 +37,14 @@ struct Seen {
     most_in_one_read: AtomicUsize,
     /// A request arrived on a connection while a `POST` on it was unanswered, or together with a `POST`.
     post_shared: AtomicBool,
+    /// Bytes arrived on a connection while its `/gate` was unanswered.
+    sent_behind_gate: AtomicBool,
 }
 
 /// A backend that reads requests as they come, several per read when they were pipelined, and answers each
 /// in order with its path as the body: alternately with a length and chunked, none to `HEAD`. `POST`s are
-/// answered after 200 ms; `/hang` never is (nor anything after it on its connection).
+/// answered after 200 ms; `/gate` once the conduct's gate opens; `/hang` never (nor anything after it on its
+/// connection).
 struct PipeliningBackend {
     addr: SocketAddr,
     seen: Arc<Seen>,
@@ -53,7 +60,7 @@ impl PipeliningBackend {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counters.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, conduct, counters.clone()));
+                tokio::spawn(serve(stream, conduct.clone(), counters.clone()));
             }
         });
         Self { addr, seen, task }
@@ -111,11 +118,16 @@ async fn serve(mut stream: tokio::net::TcpStream, conduct: Conduct, seen: Arc<Se
             if method == "POST" {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 // Whatever came while the POST was unanswered shared its connection.
-                let mut probe = [0_u8; 1];
-                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.peek(&mut probe)).await
-                    && n > 0
-                {
+                if arrived(&stream).await {
                     seen.post_shared.store(true, Ordering::SeqCst);
+                }
+            }
+            if path == "/gate"
+                && let Some(gate) = &conduct.gate
+            {
+                gate.notified().await;
+                if arrived(&stream).await {
+                    seen.sent_behind_gate.store(true, Ordering::SeqCst);
                 }
             }
             answered += 1;
@@ -139,6 +151,15 @@ async fn serve(mut stream: tokio::net::TcpStream, conduct: Conduct, seen: Arc<Se
             return;
         }
     }
+}
+
+/// Whether unread bytes wait on `stream`.
+async fn arrived(stream: &tokio::net::TcpStream) -> bool {
+    let mut probe = [0_u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(1), stream.peek(&mut probe)).await,
+        Ok(Ok(1..))
+    )
 }
 
 /// A proxy in front of `backend` pipelining up to 8 requests per connection, with a request timeout.
@@ -222,6 +243,7 @@ async fn many_users_share_pipelined_connections_and_each_gets_their_own_answer()
 async fn requests_a_closing_instance_left_unanswered_go_again_and_none_fails() {
     let backend = PipeliningBackend::start(Conduct {
         answers_per_connection: Some(3),
+        ..Conduct::default()
     })
     .await;
     let (proxy, listen) = pipelining_proxy(backend.addr, 60_000).await;
@@ -272,6 +294,74 @@ async fn a_post_never_shares_its_connection_while_gets_are_pipelined() {
         "no request was sent on a connection with a POST in flight"
     );
     proxy.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_come_while_a_batch_is_in_flight_go_out_together_once_it_is_answered() {
+    let gate = Arc::new(Notify::new());
+    let backend = PipeliningBackend::start(Conduct {
+        gate: Some(gate.clone()),
+        ..Conduct::default()
+    })
+    .await;
+    let (proxy, listen) = pipelining_proxy(backend.addr, 60_000).await;
+    let client = client();
+    let in_flight = async |count: i64| {
+        let snapshot = snapshot(&client, proxy.admin_addr()).await;
+        snapshot.revisions.iter().map(|r| r.in_flight).sum::<i64>() == count
+    };
+
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { get(&client, listen, "/gate").await }
+    });
+    eventually(|| async { backend.seen.requests.load(Ordering::SeqCst) == 1 }).await;
+    let behind: Vec<_> = (0..5)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { get(&client, listen, &format!("/behind-{n}")).await })
+        })
+        .collect();
+    eventually(|| in_flight(6)).await;
+    // Were they written as they came, they would be on the instance's side within this.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.notify_one();
+
+    assert_eq!(first.await.expect("task"), (StatusCode::OK, "/gate".to_owned()));
+    for (n, answer) in behind.into_iter().enumerate() {
+        assert_eq!(answer.await.expect("task"), (StatusCode::OK, format!("/behind-{n}")));
+    }
+    let seen = &backend.seen;
+    assert!(
+        !seen.sent_behind_gate.load(Ordering::SeqCst),
+        "nothing was written while the first answer was awaited"
+    );
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        1,
+        "they joined the busy connection"
+    );
+    assert_eq!(
+        seen.most_in_one_read.load(Ordering::SeqCst),
+        5,
+        "the five went out together"
+    );
+    proxy.shutdown().await.expect("clean shutdown");
+}
+
+/// Waits, within [`LOAD_DEADLINE`], until `holds` answers true.
+async fn eventually<F, Fut>(holds: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    tokio::time::timeout(LOAD_DEADLINE, async {
+        while !holds().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the condition holds before the deadline");
 }
 
 #[tokio::test]
