@@ -26,8 +26,10 @@ use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::HeaderValue;
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::net::tcp::ReadHalf;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -40,6 +42,13 @@ const READ_SIZE: usize = 16 * 1024;
 
 /// A connection with nothing in flight for this long is closed, as idle pooled connections are.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Answers in flight and no byte for this long: the instance may be holding back its small writes until the
+/// ones before are acknowledged (Nagle's algorithm, no `TCP_NODELAY`), while our side delays its ACK for up to
+/// 40 ms, to send it with the next batch, which waits for those answers. From then on the connection
+/// acknowledges at once what it reads while answers are still due. Well above an answer's usual gaps, so a
+/// connection to an instance that sends at once never pays the extra calls.
+const STALL: Duration = Duration::from_millis(10);
 
 /// What a request gets back from a pipelined connection, in order, tagged with the request's number.
 #[derive(Debug)]
@@ -223,14 +232,15 @@ struct Load {
 /// Which open connection a request joins, offered each in turn.
 ///
 /// One whose queued requests are about to be written comes first: the request goes out in the same write.
-/// After that it depends on how many requests the instance has waiting on this worker. While they are fewer
-/// than `depth`, an idle connection is preferred, so a request waits for nobody else's answer. From `depth`
-/// on, batching is: a request joins requests held behind a batch in flight, then a connection with a batch in
-/// flight, and takes an idle one last. Its answer comes a round trip later, which under that load it mostly
-/// would anyway, and the instance gets a few writes for many requests, which under that load is what it can
-/// least spare.
+/// After that it depends on whether another request for the instance is already waiting on this worker. If
+/// none is, an idle connection is preferred, so a lone request waits for nobody's answer. If one is, batching
+/// is: a request joins requests held behind a batch in flight, then a connection with a batch in flight, and
+/// takes an idle one last. Its answer may come a round trip later, but the instance gets one write for many
+/// requests; each write is dear (the instance's read and wake-up, and an ACK back), and under load it is
+/// what both sides can least spare.
 struct Choice {
     depth: usize,
+    /// Requests for the instance on the connections offered so far.
     waiting: usize,
     calm: Best,
     busy: Best,
@@ -275,12 +285,7 @@ impl Choice {
 
     /// The index of the connection chosen; `None` when every one is full.
     fn chosen(self) -> Option<usize> {
-        if self.waiting < self.depth {
-            self.calm
-        } else {
-            self.busy
-        }
-        .index
+        if self.waiting < 2 { self.calm } else { self.busy }.index
     }
 }
 
@@ -323,8 +328,11 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
     let mut splitter = Splitter::default();
     let mut idle = Deadline::new(Instant::now() + IDLE_TIMEOUT);
     let mut was_idle = false;
+    let mut stall = Deadline::new(Instant::now() + STALL);
+    // The instance waits for acknowledgements before it answers on (see `STALL`).
+    let mut acknowledge = false;
     let ending = loop {
-        let is_idle = {
+        let (is_idle, awaiting) = {
             let mut shared = pipe.lock();
             if shared.stop {
                 break Ending::Closed;
@@ -337,7 +345,7 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
                 std::mem::swap(&mut shared.queued, &mut out);
                 shared.unsent = 0;
             }
-            shared.waiting.is_empty()
+            (shared.waiting.is_empty(), shared.in_flight() > 0)
         };
         if is_idle && !was_idle {
             idle.set(Instant::now() + IDLE_TIMEOUT);
@@ -353,22 +361,40 @@ async fn drive(pipe: Arc<Pipe>, mut stream: TcpStream) {
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break Ending::ByInstance,
                 Ok(_) => {
+                    stall.set(Instant::now() + STALL);
                     if let Err(ending) = deliver(&pipe, &mut splitter, &mut buf, &mut heads).await {
                         break ending;
+                    }
+                    if acknowledge && pipe.lock().in_flight() > 0 {
+                        quick_ack(&reader);
                     }
                 }
                 Err(error) => break Ending::Io(error),
             },
             wrote = writer.write(&out[written..]), if written < out.len() => match wrote {
                 Ok(0) => break Ending::Io(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    written += n;
+                    stall.set(Instant::now() + STALL);
+                }
                 Err(error) => break Ending::Io(error),
             },
             () = pipe.wake.notified(), if written == out.len() => {}
+            () = stall.expired(), if awaiting && !acknowledge => {
+                acknowledge = true;
+                quick_ack(&reader);
+            }
             () = idle.expired(), if is_idle => break Ending::Closed,
         }
     };
     end(&pipe, &splitter, &ending);
+}
+
+/// Acknowledges what was read now rather than with the next write.
+fn quick_ack(reader: &ReadHalf<'_>) {
+    if let Err(error) = SockRef::from(reader.as_ref()).set_tcp_quickack(true) {
+        tracing::debug!(%error, "cannot acknowledge at once on an instance connection");
+    }
 }
 
 /// Sends the front requests the pieces of their answers that `buf` holds; their heads are rewritten for the
@@ -495,29 +521,24 @@ mod tests {
     }
 
     #[test]
-    fn under_light_load_a_request_waits_for_nobody() {
+    fn a_lone_request_waits_for_nobody() {
+        assert_eq!(choose(16, &[(0, 1), (0, 0)]), Some(1), "an idle connection first");
         assert_eq!(
-            choose(16, &[(0, 1), (1, 2), (0, 0)]),
-            Some(2),
-            "an idle connection first"
+            choose(16, &[(0, 1)]),
+            Some(0),
+            "else the connection in flight, which has room"
         );
-        assert_eq!(
-            choose(16, &[(0, 3), (1, 1), (0, 2)]),
-            Some(1),
-            "then a batch being formed"
-        );
-        assert_eq!(choose(16, &[(0, 3), (0, 1), (0, 2)]), Some(1), "then the shortest wait");
     }
 
     #[test]
-    fn under_heavy_load_a_request_joins_a_batch_rather_than_an_idle_connection() {
+    fn a_request_that_finds_others_waiting_joins_a_batch_rather_than_an_idle_connection() {
         assert_eq!(
-            choose(4, &[(0, 0), (0, 3), (1, 2)]),
+            choose(16, &[(0, 0), (0, 3), (1, 2)]),
             Some(2),
             "a batch being formed first"
         );
         assert_eq!(
-            choose(4, &[(0, 0), (0, 2), (0, 2)]),
+            choose(16, &[(0, 0), (0, 1), (0, 1)]),
             Some(1),
             "then a connection with a batch in flight"
         );

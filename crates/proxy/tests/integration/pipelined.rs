@@ -1,7 +1,8 @@
 //! Pipelined instance connections (`pipelineDepth` above 1): many users' requests share connections and each
 //! user still gets exactly their own answer; requests a connection lost go again; a `POST` never waits behind
 //! others or has others behind it; a request that times out takes nobody's answer with it; requests that come
-//! while a batch is in flight go out together once it is answered.
+//! while a batch is in flight go out together once it is answered; an instance that holds back its answers
+//! until acknowledged does not stall them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -362,6 +363,43 @@ where
     })
     .await
     .expect("the condition holds before the deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_waits_for_acknowledgements_does_not_stall_pipelined_connections() {
+    // hyper's server leaves Nagle's algorithm on: an answer written while the one before is unacknowledged
+    // waits for that ACK, which the proxy's side delays by up to 40 ms unless it acknowledges at once.
+    let backend = TestBackend::start("v1").await;
+    let listen = free_addr();
+    let mut web = service("web", listen, &[("v1", 100, &[backend.addr])]);
+    web.pipeline_depth = 8;
+    let proxy = start_proxy(Some(table(1, vec![web]))).await;
+
+    let mut users = JoinSet::new();
+    for _ in 0..8 {
+        users.spawn(async move {
+            let client = client();
+            let mut took = Vec::new();
+            for _ in 0..25 {
+                let started = tokio::time::Instant::now();
+                let (status, body) = get(&client, listen, "/").await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                took.push(started.elapsed());
+            }
+            took
+        });
+    }
+    let mut took = Vec::new();
+    while let Some(user) = users.join_next().await {
+        took.extend(user.expect("a user's requests all succeed"));
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "median {median:?}: pipelined answers waited for delayed acknowledgements"
+    );
+    proxy.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test]

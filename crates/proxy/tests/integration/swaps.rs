@@ -103,7 +103,15 @@ async fn swaps_and_a_promotion_under_load(pipeline_depth: u32) {
     let promoted = table(2 + SWAPS, vec![web(&[("canary", 100, &[canary.addr])])]);
     let (status, answer) = put_routes(&client(), admin, &promoted).await;
     assert_eq!(status, StatusCode::OK, "promotion: {answer}");
-    let stable_hits_at_promotion = stable.hits();
+    // What was routed to stable before the promotion: answered by now (so counted by the backend, read
+    // second) or still in flight in the proxy (read first), where a pipelined request may wait its turn.
+    let stable_in_flight = snapshot(&client(), admin)
+        .await
+        .revisions
+        .iter()
+        .find(|r| r.revision == "stable")
+        .map_or(0, |r| r.in_flight);
+    let routed_to_stable = stable.hits() + u64::try_from(stable_in_flight).expect("in flight is never negative");
     swapping_done.store(true, Ordering::SeqCst);
 
     let mut total = 0;
@@ -115,10 +123,10 @@ async fn swaps_and_a_promotion_under_load(pipeline_depth: u32) {
     }
     assert_eq!(stable.hits() + canary.hits(), total as u64 + SWAPS);
     assert_eq!(get_routes(&client(), admin).await.version, 2 + SWAPS);
-    assert_eq!(
-        stable.hits(),
-        stable_hits_at_promotion,
-        "nothing reaches stable after the promotion"
+    assert!(
+        stable.hits() <= routed_to_stable,
+        "nothing routed after the promotion reaches stable: {} hits, {routed_to_stable} routed before",
+        stable.hits()
     );
     let snapshot = snapshot(&client(), admin).await;
     let retired = snapshot
