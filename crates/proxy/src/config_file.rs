@@ -104,9 +104,9 @@ services:
         let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/dataplane");
         let pipelined = load_routes_file(&bench.join("routes.yaml")).expect("routes.yaml loads");
         let mut unpipelined = load_routes_file(&bench.join("routes-unpipelined.yaml")).expect("loads");
-        assert_eq!(pipelined.services[0].pipeline_depth, 16);
+        assert_eq!(pipelined.services[0].pipeline_depth, 32);
         assert_eq!(unpipelined.services[0].pipeline_depth, 1);
-        unpipelined.services[0].pipeline_depth = 16;
+        unpipelined.services[0].pipeline_depth = 32;
         assert_eq!(pipelined, unpipelined);
     }
 
