@@ -15,9 +15,9 @@
 //! cuts the answers apart ([`Splitter`]) and sends each user the pieces of their own answer over the channel
 //! their client connection keeps for it. It writes the next batch once the one before is answered: the
 //! requests queued meanwhile would get their answers after those anyway, and going out together they cost the
-//! instance one read and us one write. Which connection a request joins is [`Choice`]'s. A connection that breaks, is closed by the instance, or sends what
-//! nobody asked for ends: the answer being relayed is cut off, and every request behind it is told it was
-//! not answered, so it goes again on another connection.
+//! instance one read and us one write. Which connection a request joins is [`Choice`]'s. A connection that
+//! breaks, is closed by the instance, or sends what nobody asked for ends: the answer being relayed is cut
+//! off, and every request behind it is told it was not answered, so it goes again on another connection.
 
 use std::collections::VecDeque;
 use std::io;
@@ -262,14 +262,14 @@ impl Choice {
         if unsent + in_flight >= self.depth {
             return;
         }
-        // Lower is better.
+        // Lower is better. `calm` counts only while at most one request waits, so at most one connection
+        // here is busy.
         self.calm.offer(
             index,
             match (unsent, in_flight) {
                 (1.., 0) => 0,
                 (0, 0) => 1,
-                (1.., _) => 2,
-                (0, in_flight) => 2 + in_flight,
+                _ => 2,
             },
         );
         self.busy.offer(
